@@ -1,0 +1,231 @@
+"""The `cgrpo` command: train (one process), train-sim (the ROS node stack), export, eval.
+
+The node-stack commands start the very executables and parameter files that the launch
+files start, for machines where `ros2 launch` is not installed (a pip-only install).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ENV = "HalfCheetah-v5"
+# The README's main job: a few minutes on 2 cores. The paper's set-up is --iterations 500.
+DEFAULT_ITERATIONS = 25
+DEFAULT_STEPS = 2048
+
+
+def default_run_dir(env_id: str, variant: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{env_id.replace('/', '_')}-{variant}-{stamp}"
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", default=DEFAULT_ENV, help="gymnasium task id (Box actions)")
+    parser.add_argument("--variant", choices=["full", "simple"], default="full")
+    parser.add_argument("--policies", type=int, default=2, help="N policies trained together")
+    parser.add_argument("--groups", type=int, default=2, help="K k-means groups (K <= N)")
+    parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
+    parser.add_argument("--steps-per-iteration", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run-dir", type=Path, default=None)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="YAML/JSON file of CGRPOConfig overrides"
+    )
+    parser.add_argument("--checkpoint-every", type=int, default=10)
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    from cgrpo_ros.core.config import CGRPOConfig
+
+    overrides: dict[str, Any] = {}
+    if args.config is not None:
+        overrides.update(load_config_file(args.config))
+    overrides.update(num_policies=args.policies, num_groups=args.groups, seed=args.seed)
+    return CGRPOConfig.for_variant(args.variant, **overrides)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A YAML or JSON mapping of CGRPOConfig fields (safe loaders only, never pickle)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"config file {path} cannot be read: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def check_positive(name: str, value: int, limit: int = 10**9) -> None:
+    if not 1 <= value <= limit:
+        raise ValueError(f"{name}={value} is outside the allowed range [1, {limit}]")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from cgrpo_ros.training import train_single_process
+
+    check_positive("--iterations", args.iterations)
+    check_positive("--steps-per-iteration", args.steps_per_iteration, 10**7)
+    check_positive("--checkpoint-every", args.checkpoint_every)
+    config = build_config(args)
+    run_dir = args.run_dir or default_run_dir(args.env, args.variant)
+    bar = tqdm(total=args.iterations, unit="it", desc=f"CGRPO-{args.variant} {args.env}")
+
+    def progress(iteration: int, metrics: Any, session: Any) -> None:
+        returns = [p.mean_episode_return for p in metrics.policies]
+        bar.n = iteration
+        bar.set_postfix(
+            steps=session.env_steps, ret=" ".join(f"{r:.0f}" for r in returns), refresh=False
+        )
+        bar.refresh()
+
+    summary = train_single_process(
+        env_id=args.env,
+        config=config,
+        iterations=args.iterations,
+        steps_per_iteration=args.steps_per_iteration,
+        run_dir=run_dir,
+        resume=args.resume,
+        progress=progress,
+        checkpoint_every=args.checkpoint_every,
+    )
+    bar.close()
+    print_summary(run_dir, summary)
+    return 0
+
+
+def print_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    print(f"run directory: {run_dir}")
+    keys = ("task", "variant", "iterations", "env_steps", "wall_s", "env_steps_per_s")
+    print(json.dumps({k: summary.get(k) for k in keys}))
+    print("final mean return per policy:", summary["final_return_per_policy"])
+    print("best mean return per policy: ", summary["best_return_per_policy"])
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Checkpoint -> ONNX artifact (the file deploy.launch.py and policy_server load)."""
+    from cgrpo_ros.core.checkpoint import load_checkpoint
+    from cgrpo_ros.core.onnx_export import OnnxPolicy, PolicyMetadata, export_policy_onnx
+    from cgrpo_ros.training import TaskSpec
+
+    algo, extra = load_checkpoint(args.checkpoint)
+    task_id = args.env or extra.get("task")
+    if not task_id:
+        raise ValueError("the checkpoint names no task; pass --env")
+    task = TaskSpec.from_env(task_id)
+    if not 0 <= args.policy < algo.config.num_policies:
+        raise ValueError(
+            f"--policy={args.policy} is outside [0, {algo.config.num_policies - 1}] "
+            "(the checkpoint's policies)"
+        )
+    metadata = PolicyMetadata(
+        policy_id=args.policy,
+        policy_version=algo.iteration,
+        obs_dim=task.obs_dim,
+        act_dim=task.act_dim,
+        obs_names=task.obs_names,
+        action_names=task.action_names,
+        action_low=task.action_low,
+        action_high=task.action_high,
+        task=task.env_id,
+        config_hash=algo.config.config_hash(),
+    )
+    data = export_policy_onnx(algo.policies[args.policy], metadata)
+    OnnxPolicy(data, source=str(args.output))  # validate before writing
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_bytes(data)
+    print(f"wrote {args.output} (policy {args.policy}, version {algo.iteration})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Mean return of an ONNX policy or a checkpoint's policy, deterministic actions."""
+    import numpy as np
+
+    from cgrpo_ros.core.onnx_export import OnnxPolicy
+    from cgrpo_ros.core.rollout import evaluate
+    from cgrpo_ros.training import make_env
+
+    check_positive("--episodes", args.episodes, 100_000)
+    path = Path(args.model)
+    if path.suffix == ".onnx":
+        policy = OnnxPolicy.from_file(path)
+        act = policy.deterministic_action
+        task_id = args.env or policy.metadata.task
+    else:
+        import torch
+
+        from cgrpo_ros.core.checkpoint import load_checkpoint
+
+        algo, extra = load_checkpoint(path)
+        torch_policy = algo.policies[args.policy]
+        task_id = args.env or extra["task"]
+
+        def act(obs: Any) -> Any:
+            with torch.no_grad():
+                return torch_policy(torch.as_tensor(obs)).numpy()
+
+    env = make_env(task_id)
+    returns = evaluate(env, act, args.episodes, seed=args.seed)
+    result = {
+        "model": str(path),
+        "task": task_id,
+        "episodes": args.episodes,
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cgrpo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train in one process (no ROS)")
+    add_training_args(train)
+    train.set_defaults(func=cmd_train)
+
+    export = sub.add_parser("export", help="checkpoint -> ONNX policy artifact")
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("--policy", type=int, default=0)
+    export.add_argument("--env", default=None, help="task id (default: the checkpoint's)")
+    export.add_argument("--output", "-o", type=Path, required=True)
+    export.set_defaults(func=cmd_export)
+
+    evaluate = sub.add_parser("eval", help="evaluate an ONNX policy or a checkpoint")
+    evaluate.add_argument("model", help="policy .onnx file or checkpoint .ckpt")
+    evaluate.add_argument("--env", default=None, help="task id (default: the model's)")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--policy", type=int, default=0, help="policy id in a checkpoint")
+    evaluate.add_argument("--seed", type=int, default=10_000)
+    evaluate.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        print("cgrpo: interrupted", file=sys.stderr)
+        return 130
+    except ValueError as exc:  # config, file and argument errors carry a readable message
+        print(f"cgrpo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ROS-free CGRPO algorithm core. Nothing here imports rclpy."""

@@ -1,0 +1,157 @@
+"""State-aware advantages (Eq. 6-7), group normalisation (Eq. 8) and adaptive clip (Eq. 9)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.cluster import DBSCAN
+from sklearn.neighbors import NearestNeighbors
+
+F64 = npt.NDArray[np.float64]
+NOISE = -1
+
+
+def return_to_go(
+    rewards: npt.NDArray[np.floating], dones: npt.NDArray[np.bool_], gamma: float
+) -> F64:
+    """G(s_t) = sum_{k=t}^{T} gamma^(k-t) r_k, restarting after every episode end (Eq. 6).
+
+    The last step of the batch closes a segment: no value function means no bootstrap.
+    """
+    returns = np.zeros(len(rewards), dtype=np.float64)
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        if dones[t]:
+            running = 0.0
+        running = float(rewards[t]) + gamma * running
+        returns[t] = running
+    return returns
+
+
+class StateClusters(NamedTuple):
+    labels: npt.NDArray[np.int64]  # cluster of every state, NOISE (-1) for DBSCAN noise
+    eps: float  # the epsilon used (on standardised states)
+    min_samples: int
+
+    @property
+    def num_clusters(self) -> int:
+        return len(set(self.labels.tolist()) - {NOISE})
+
+    @property
+    def noise_fraction(self) -> float:
+        return float(np.mean(self.labels == NOISE)) if len(self.labels) else 0.0
+
+
+def default_min_samples(state_dim: int) -> int:
+    """minPts = 2 * dimension, the usual DBSCAN rule of thumb (Sander et al., 1998)."""
+    return max(4, 2 * state_dim)
+
+
+def state_clusters(
+    states: npt.NDArray[np.floating],
+    *,
+    eps: float | None,
+    min_samples: int | None,
+    eps_quantile: float,
+    max_points: int,
+    rng: np.random.Generator,
+) -> StateClusters:
+    """Eq. 7: DBSCAN({s_t}, eps, minPts) on z-scored states.
+
+    eps=None picks eps as the `eps_quantile` quantile of each point's distance to its
+    minPts-th nearest neighbour (the k-distance rule of the DBSCAN paper), so the rule works
+    across tasks whose state scales differ. Beyond `max_points` states, DBSCAN is fitted on a
+    random subsample and every other state joins the cluster of its nearest core sample when
+    that one is within eps, else it is noise.
+    """
+    x = np.asarray(states, dtype=np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    z = (x - mean) / np.where(std > 1e-12, std, 1.0)
+    n = len(z)
+    k = min_samples if min_samples is not None else default_min_samples(z.shape[1])
+    k = max(1, min(k, n))
+    fit_index = np.arange(n)
+    if n > max_points:
+        fit_index = np.sort(rng.choice(n, size=max_points, replace=False))
+    fit_points = z[fit_index]
+    if eps is None:
+        neighbours = NearestNeighbors(n_neighbors=min(k, len(fit_points))).fit(fit_points)
+        distances, _ = neighbours.kneighbors(fit_points)
+        eps = float(np.quantile(distances[:, -1], eps_quantile))
+        eps = max(eps, 1e-6)
+    model = DBSCAN(eps=eps, min_samples=k).fit(fit_points)
+    labels = np.full(n, NOISE, dtype=np.int64)
+    labels[fit_index] = model.labels_
+    rest = np.setdiff1d(np.arange(n), fit_index)
+    if len(rest) and len(model.core_sample_indices_):
+        core_points = fit_points[model.core_sample_indices_]
+        core_labels = model.labels_[model.core_sample_indices_]
+        nearest = NearestNeighbors(n_neighbors=1).fit(core_points)
+        dist, idx = nearest.kneighbors(z[rest])
+        labels[rest] = np.where(dist[:, 0] <= eps, core_labels[idx[:, 0]], NOISE)
+    return StateClusters(labels=labels, eps=eps, min_samples=k)
+
+
+def cluster_baselines(returns: F64, labels: npt.NDArray[np.int64]) -> F64:
+    """G-bar_cluster(s_t): the mean return-to-go of the states in s_t's cluster (Eq. 6).
+
+    DBSCAN noise points have no similar states, so they get the least informative baseline,
+    the mean return of the whole batch. (A singleton cluster instead would give them an
+    advantage of exactly 0 and silently drop them from the gradient.)
+    """
+    baselines = np.full(len(returns), float(returns.mean()) if len(returns) else 0.0)
+    for label in np.unique(labels):
+        if label == NOISE:
+            continue
+        members = labels == label
+        baselines[members] = returns[members].mean()
+    return baselines
+
+
+def state_aware_advantages(returns: F64, labels: npt.NDArray[np.int64]) -> F64:
+    """Eq. 6: A_i(s_t, a_t) = G_i(s_t) - G-bar_cluster(s_t)."""
+    return returns - cluster_baselines(returns, labels)
+
+
+class GroupNormalization(NamedTuple):
+    advantages: list[F64]  # A-hat per policy (Eq. 8)
+    group_std: dict[int, float]  # sigma_g of each group's raw advantages
+    group_mean: dict[int, float]  # mu_g
+    global_std: float  # sigma_global over all policies' raw advantages
+
+
+def group_normalized_advantages(
+    advantages: Sequence[F64], groups: npt.NDArray[np.int64], delta: float
+) -> GroupNormalization:
+    """Eq. 8 / Algorithm 1 lines 23-26: A-hat = (A - mu_g) / (sigma_g + delta) within group g."""
+    if len(advantages) != len(groups):
+        raise ValueError(
+            f"got advantages of {len(advantages)} policies but {len(groups)} group labels"
+        )
+    normalized: list[F64] = [np.zeros(0)] * len(advantages)
+    group_std: dict[int, float] = {}
+    group_mean: dict[int, float] = {}
+    for group in sorted(set(groups.tolist())):
+        members = [i for i, g in enumerate(groups.tolist()) if g == group]
+        pooled = np.concatenate([advantages[i] for i in members])
+        mu, sigma = float(pooled.mean()), float(pooled.std())
+        group_mean[group], group_std[group] = mu, sigma
+        for i in members:
+            normalized[i] = (advantages[i] - mu) / (sigma + delta)
+    global_std = float(np.concatenate(list(advantages)).std())
+    return GroupNormalization(normalized, group_std, group_mean, global_std)
+
+
+def adaptive_clip_epsilon(
+    epsilon_base: float, group_std: float, global_std: float, max_epsilon: float = np.inf
+) -> float:
+    """Eq. 9: epsilon_g = epsilon_base * max(1, sigma_g / sigma_global), capped at max_epsilon.
+
+    sigma_global = 0 (every advantage equal) means no group is more spread than the whole,
+    so epsilon_g = epsilon_base.
+    """
+    ratio = group_std / global_std if global_std > 0 else 1.0
+    return float(min(epsilon_base * max(1.0, ratio), max_epsilon))

@@ -1,0 +1,169 @@
+"""What every training run writes into its run directory (both the single process and ROS).
+
+runs/<name>/ metrics.csv, tensorboard/, curves.png, checkpoints/, policy_<i>.onnx,
+best.onnx, summary.json. Scripts read summary.json; nothing parses logs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cgrpo_ros.core.cgrpo import IterationMetrics
+
+CSV_FIELDS = [
+    "iteration", "env_steps", "wall_s", "policy_id", "group", "mean_episode_return",
+    "episodes", "mean_reward", "entropy", "action_variance", "kl_to_reference", "clip_epsilon",
+    "clip_fraction", "approx_kl", "surrogate", "smoothness", "reference_kl_loss",
+    "num_state_clusters", "state_noise_fraction", "kmeans_seconds", "dbscan_seconds",
+    "update_seconds",
+]  # fmt: skip
+
+
+class RunDirectoryError(ValueError):
+    """The run directory cannot be used (it exists and resuming was not asked for)."""
+
+
+def prepare_run_dir(run_dir: Path, *, resume: bool) -> Path:
+    """Create the run directory; refuse to write into an existing run unless resuming."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        raise RunDirectoryError(
+            f"run directory {run_dir} already holds a run; pass --resume to continue it or "
+            "choose another --run-dir (runs are never silently overwritten)"
+        )
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def versions() -> dict[str, str]:
+    import gymnasium
+    import mujoco
+    import numpy
+    import onnxruntime
+    import sklearn
+    import torch
+
+    from cgrpo_ros import __version__
+
+    return {
+        "cgrpo_ros": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "mujoco": mujoco.__version__,
+        "gymnasium": gymnasium.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+class RunLogger:
+    """CSV + TensorBoard per policy per iteration, learning curves and summary.json."""
+
+    def __init__(self, run_dir: Path, num_policies: int, *, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.num_policies = num_policies
+        self.csv_path = self.run_dir / "metrics.csv"
+        new_file = not self.csv_path.exists()
+        self._csv_handle = self.csv_path.open("a", newline="")
+        self._csv = csv.DictWriter(self._csv_handle, fieldnames=CSV_FIELDS)
+        if new_file:
+            self._csv.writeheader()
+        self._writer: Any = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        # curve[i] = [(env_steps, mean episode return)] for the learning-curve plot.
+        self.curves: list[list[tuple[int, float]]] = [[] for _ in range(num_policies)]
+        self._load_curves()
+
+    def _load_curves(self) -> None:
+        if self.csv_path.stat().st_size == 0:
+            return
+        with self.csv_path.open() as handle:
+            for row in csv.DictReader(handle):
+                value = float(row["mean_episode_return"] or "nan")
+                if not math.isnan(value):
+                    self.curves[int(row["policy_id"])].append((int(row["env_steps"]), value))
+
+    def log_iteration(self, metrics: IterationMetrics, env_steps: int, wall_s: float) -> None:
+        shared = {
+            "iteration": metrics.iteration,
+            "env_steps": env_steps,
+            "wall_s": round(wall_s, 3),
+            "num_state_clusters": metrics.num_state_clusters,
+            "state_noise_fraction": metrics.state_noise_fraction,
+            "kmeans_seconds": metrics.kmeans_seconds,
+            "dbscan_seconds": metrics.dbscan_seconds,
+            "update_seconds": metrics.update_seconds,
+        }
+        for policy in metrics.policies:
+            row = {**shared, **asdict(policy)}
+            self._csv.writerow({k: row[k] for k in CSV_FIELDS})
+            if not math.isnan(policy.mean_episode_return):
+                self.curves[policy.policy_id].append((env_steps, policy.mean_episode_return))
+            if self._writer is not None:
+                prefix = f"policy_{policy.policy_id}"
+                for key in ("mean_episode_return", "mean_reward", "entropy", "kl_to_reference"):
+                    self._writer.add_scalar(f"charts/{prefix}/{key}", row[key], env_steps)
+                for key in ("clip_epsilon", "clip_fraction", "approx_kl", "surrogate"):
+                    self._writer.add_scalar(f"losses/{prefix}/{key}", row[key], env_steps)
+        if self._writer is not None:
+            for key in ("num_state_clusters", "dbscan_seconds", "kmeans_seconds"):
+                self._writer.add_scalar(f"clustering/{key}", shared[key], env_steps)
+            self._writer.add_scalar("losses/diversity", metrics.diversity, env_steps)
+        self._csv_handle.flush()
+
+    def plot_curves(self, title: str) -> Path:
+        """One line per policy: mean episode return against environment steps (Figure 1)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for policy_id, curve in enumerate(self.curves):
+            if curve:
+                steps, values = zip(*curve, strict=True)
+                ax.plot(steps, values, label=f"policy {policy_id + 1}")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("mean episode return")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        path = self.run_dir / "curves.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+    def close(self) -> None:
+        self._csv_handle.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    from cgrpo_ros.core.checkpoint import atomic_write_bytes
+
+    path = Path(run_dir) / "summary.json"
+    summary = {"written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **summary}
+    text = json.dumps(summary, indent=2, sort_keys=True, default=_json_default)
+    atomic_write_bytes(path, text.encode())
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to summary.json")

@@ -1,0 +1,280 @@
+"""A training run: the CGRPO update plus what surrounds it (exports, checkpoints, logs).
+
+`TrainingSession` is shared by the single-process trainer (`cgrpo train`, below) and the ROS
+learner node, so both write the same run directory and the same summary.json.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from cgrpo_ros.core.buffers import RolloutBatch
+from cgrpo_ros.core.cgrpo import CGRPO, IterationMetrics
+from cgrpo_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from cgrpo_ros.core.config import CGRPOConfig
+from cgrpo_ros.core.onnx_export import OnnxPolicy, PolicyMetadata, export_policy_onnx
+from cgrpo_ros.core.rollout import RolloutCollector
+from cgrpo_ros.run_logging import RunLogger, prepare_run_dir, versions, write_summary
+
+CHECKPOINT_NAME = "latest.ckpt"
+PREVIOUS_CHECKPOINT_NAME = "previous.ckpt"
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
+    """gymnasium.make, with the project's own tasks (cgrpo_ros/...) registered first."""
+    if env_id.startswith("cgrpo_ros/"):
+        from sim_bridge.envs import register_envs
+
+        register_envs()
+    return gym.make(env_id, **kwargs)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a policy artifact must know about its task (sizes, names and bounds)."""
+
+    env_id: str
+    obs_names: list[str]
+    action_names: list[str]
+    action_low: list[float]
+    action_high: list[float]
+
+    @property
+    def obs_dim(self) -> int:
+        return len(self.obs_names)
+
+    @property
+    def act_dim(self) -> int:
+        return len(self.action_names)
+
+    @staticmethod
+    def from_env(env_id: str) -> TaskSpec:
+        env = make_env(env_id)
+        try:
+            obs_space, act_space = env.observation_space, env.action_space
+            if not isinstance(act_space, gym.spaces.Box) or not isinstance(
+                obs_space, gym.spaces.Box
+            ):
+                raise ValueError(
+                    f"task {env_id!r} has observation space {obs_space} and action space "
+                    f"{act_space}; CGRPO needs flat Box spaces (continuous control)"
+                )
+            task = env.unwrapped
+            obs_names = getattr(task, "observation_names", None)
+            action_names = getattr(task, "action_names", None)
+            obs_dim, act_dim = int(np.prod(obs_space.shape)), int(np.prod(act_space.shape))
+            return TaskSpec(
+                env_id=env_id,
+                obs_names=list(obs_names()) if obs_names else [f"obs/{i}" for i in range(obs_dim)],
+                action_names=(
+                    list(action_names()) if action_names else [f"act/{i}" for i in range(act_dim)]
+                ),
+                action_low=[float(x) for x in act_space.low],
+                action_high=[float(x) for x in act_space.high],
+            )
+        finally:
+            env.close()
+
+
+class TrainingSession:
+    """Owns the CGRPO state of one run and everything it writes into the run directory."""
+
+    def __init__(
+        self,
+        *,
+        task: TaskSpec,
+        config: CGRPOConfig,
+        run_dir: Path,
+        resume: bool = False,
+        checkpoint_every: int = 10,
+        tensorboard: bool = True,
+    ) -> None:
+        self.task = task
+        self.run_dir = prepare_run_dir(run_dir, resume=resume)
+        self.checkpoint_every = checkpoint_every
+        self.env_steps = 0
+        self.wall_offset = 0.0
+        self.best_return = -math.inf
+        self.best_policy: tuple[int, int] | None = None  # (policy id, version)
+        self.final_returns: list[float] = [math.nan] * config.num_policies
+        self.best_returns: list[float] = [-math.inf] * config.num_policies
+        self.algo = CGRPO(config, task.obs_dim, task.act_dim)
+        if resume:
+            self._resume()
+        self.config = self.algo.config
+        self.logger = RunLogger(self.run_dir, self.config.num_policies, tensorboard=tensorboard)
+        self.started = time.perf_counter() - self.wall_offset
+
+    @property
+    def iteration(self) -> int:
+        return self.algo.iteration
+
+    def _resume(self) -> None:
+        """Continue from the newest complete checkpoint; fall back to the previous one."""
+        errors = []
+        for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME):
+            path = self.run_dir / "checkpoints" / name
+            if not path.exists():
+                continue
+            try:
+                self.algo, extra = load_checkpoint(path)
+            except CheckpointError as exc:
+                errors.append(str(exc))
+                continue
+            self.env_steps = int(extra.get("env_steps", 0))
+            self.wall_offset = float(extra.get("wall_s", 0.0))
+            self.best_return = float(extra.get("best_return", -math.inf))
+            self.best_returns = [float(x) for x in extra.get("best_returns", self.best_returns)]
+            self.final_returns = [float(x) for x in extra.get("final_returns", self.final_returns)]
+            best = extra.get("best_policy")
+            self.best_policy = (int(best[0]), int(best[1])) if best else None
+            return
+        detail = "; ".join(errors) if errors else "no checkpoint found"
+        raise CheckpointError(f"cannot resume run {self.run_dir}: {detail}")
+
+    def metadata(self, policy_id: int) -> PolicyMetadata:
+        return PolicyMetadata(
+            policy_id=policy_id,
+            policy_version=self.algo.iteration,
+            obs_dim=self.task.obs_dim,
+            act_dim=self.task.act_dim,
+            obs_names=self.task.obs_names,
+            action_names=self.task.action_names,
+            action_low=self.task.action_low,
+            action_high=self.task.action_high,
+            task=self.task.env_id,
+            config_hash=self.config.config_hash(),
+        )
+
+    def policy_artifact(self, policy_id: int) -> bytes:
+        """The current version of policy i as ONNX bytes (what workers and robots run)."""
+        return export_policy_onnx(self.algo.policies[policy_id], self.metadata(policy_id))
+
+    def update(self, batches: Sequence[RolloutBatch]) -> IterationMetrics:
+        """One CGRPO iteration on one batch per policy, then log, track best, checkpoint."""
+        # Score the policies that collected this data before the update changes them.
+        for i, batch in enumerate(batches):
+            if len(batch.episode_returns):
+                episode_return = float(np.mean(batch.episode_returns))
+                self.final_returns[i] = episode_return
+                self.best_returns[i] = max(self.best_returns[i], episode_return)
+                if episode_return > self.best_return:
+                    self.best_return = episode_return
+                    self.best_policy = (i, self.algo.iteration)
+                    (self.run_dir / "best.onnx").write_bytes(self.policy_artifact(i))
+        self.env_steps += sum(b.num_steps for b in batches)
+        metrics = self.algo.update(batches)
+        self.logger.log_iteration(metrics, self.env_steps, self.wall_s)
+        if self.algo.iteration % self.checkpoint_every == 0:
+            self.save_checkpoint()
+        return metrics
+
+    @property
+    def wall_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def save_checkpoint(self) -> Path:
+        directory = self.run_dir / "checkpoints"
+        latest = directory / CHECKPOINT_NAME
+        if latest.exists():
+            latest.replace(directory / PREVIOUS_CHECKPOINT_NAME)
+        extra = {
+            "env_steps": self.env_steps,
+            "wall_s": self.wall_s,
+            "best_return": self.best_return if math.isfinite(self.best_return) else -1e300,
+            "best_returns": [x if math.isfinite(x) else -1e300 for x in self.best_returns],
+            "final_returns": [x if math.isfinite(x) else -1e300 for x in self.final_returns],
+            "best_policy": list(self.best_policy) if self.best_policy else None,
+            "task": self.task.env_id,
+        }
+        save_checkpoint(latest, self.algo, extra)
+        return latest
+
+    def finish(self, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Final checkpoint, final ONNX per policy, curves and summary.json."""
+        self.save_checkpoint()
+        for i in range(self.config.num_policies):
+            (self.run_dir / f"policy_{i}.onnx").write_bytes(self.policy_artifact(i))
+        self.logger.plot_curves(f"CGRPO-{self.config.variant} on {self.task.env_id}")
+        self.logger.close()
+        summary = {
+            "task": self.task.env_id,
+            "variant": self.config.variant,
+            "iterations": self.algo.iteration,
+            "env_steps": self.env_steps,
+            "wall_s": round(self.wall_s, 2),
+            "env_steps_per_s": round(self.env_steps / max(self.wall_s, 1e-9), 1),
+            "final_return_per_policy": [_finite_or_none(x) for x in self.final_returns],
+            "best_return_per_policy": [_finite_or_none(x) for x in self.best_returns],
+            "best_return": _finite_or_none(self.best_return),
+            "best_policy": (
+                {"policy_id": self.best_policy[0], "version": self.best_policy[1]}
+                if self.best_policy
+                else None
+            ),
+            "config": self.config.to_dict(),
+            "versions": versions(),
+            **(extra or {}),
+        }
+        write_summary(self.run_dir, summary)
+        return summary
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) and value > -1e299 else None
+
+
+def train_single_process(
+    *,
+    env_id: str,
+    config: CGRPOConfig,
+    iterations: int,
+    steps_per_iteration: int,
+    run_dir: Path,
+    resume: bool = False,
+    progress: Callable[[int, IterationMetrics, TrainingSession], None] | None = None,
+    checkpoint_every: int = 10,
+) -> dict[str, Any]:
+    """Algorithm 1 in one process: every policy acts through its own ONNX artifact.
+
+    Acting through the exported artifact (not the torch module) keeps this path identical to
+    the ROS path, where workers run what the learner publishes.
+    """
+    torch.set_num_threads(1)
+    session = TrainingSession(
+        task=TaskSpec.from_env(env_id),
+        config=config,
+        run_dir=run_dir,
+        resume=resume,
+        checkpoint_every=checkpoint_every,
+    )
+    n = session.config.num_policies
+    seed = session.config.seed
+    collectors = [
+        RolloutCollector(make_env(env_id), seed=seed * 1000 + i + session.iteration * n)
+        for i in range(n)
+    ]
+    rngs = [np.random.default_rng([seed, i, session.iteration]) for i in range(n)]
+    while session.iteration < iterations:
+        batches = []
+        for i in range(n):
+            runner = OnnxPolicy(session.policy_artifact(i))
+            batches.append(
+                collectors[i].collect(partial(runner.sample, rng=rngs[i]), steps_per_iteration)
+            )
+        metrics = session.update(batches)
+        if progress is not None:
+            progress(session.iteration, metrics, session)
+    for collector in collectors:
+        collector.env.close()
+    return session.finish(extra={"mode": "single_process", "workers": 0})
