@@ -1,0 +1,105 @@
+"""Gymnasium adapter: the reach task on the simulated arm, in-process (no ROS).
+
+`cgrpo_ros/Arm7Reach-v0` steps the same ArmSim and ReachTask the sim_bridge node and the ROS
+rollout worker use, so a policy trained here deploys on the node stack unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import numpy.typing as npt
+from gymnasium import spaces
+
+from sim_bridge.arm_sim import ArmSim
+from sim_bridge.reach_task import ReachTask
+from sim_bridge.robot_config import RobotConfig, load_robot_config
+
+ENV_ID = "cgrpo_ros/Arm7Reach-v0"
+
+Float32Array = npt.NDArray[np.float32]
+
+
+class Arm7ReachEnv(gymnasium.Env[Float32Array, Float32Array]):
+    """Move the fingertip of the arm7 robot to a goal sampled in a box.
+
+    One env step = one control period (1 / control_rate_hz): the action, an absolute joint
+    position command [rad], is held for the physics substeps in between. Episodes never
+    terminate (the arm should stay at the goal); they are truncated after episode_steps.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's API)
+
+    def __init__(
+        self,
+        robot: RobotConfig | None = None,
+        robot_config_path: str | Path | None = None,
+        model_path: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.robot = robot if robot is not None else load_robot_config(robot_config_path)
+        self.sim = ArmSim(self.robot, model_path)
+        self.task = ReachTask(self.robot, model_path)
+        substeps = self.robot.control_period_s / self.sim.timestep
+        self.n_substeps = round(substeps)
+        if self.n_substeps < 1 or abs(substeps - self.n_substeps) > 1e-6:
+            raise ValueError(
+                f"control_rate_hz = {self.robot.control_rate_hz}: the control period must be a "
+                f"whole number of physics timesteps ({self.sim.timestep} s)"
+            )
+        self.observation_space = spaces.Box(
+            self.task.observation_low, self.task.observation_high, dtype=np.float32
+        )
+        self.action_space = spaces.Box(
+            self.task.action_low, self.task.action_high, dtype=np.float32
+        )
+        self.goal = np.asarray(self.task.goal_low + self.task.goal_high) / 2.0
+        self._steps = 0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Float32Array, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.sim.reset()
+        self.goal = self.task.sample_goal(self.np_random)
+        if options and "goal" in options:
+            self.goal = np.asarray(options["goal"], dtype=np.float64)
+        self.sim.set_goal_marker(self.goal)
+        self._steps = 0
+        return self._obs(), self._info()
+
+    def step(self, action: Float32Array) -> tuple[Float32Array, float, bool, bool, dict[str, Any]]:
+        # Clip like the robot's driver does; a non-finite action raises (never silently held).
+        self.sim.set_position_command(action)
+        self.sim.step(self.n_substeps)
+        self._steps += 1
+        q = self.sim.joint_positions()
+        reward = self.task.reward(q, self.goal)
+        truncated = self._steps >= self.robot.reach.episode_steps
+        return self._obs(), reward, False, truncated, self._info()
+
+    def _obs(self) -> Float32Array:
+        return self.task.observation(
+            self.sim.joint_positions(), self.sim.joint_velocities(), self.goal
+        )
+
+    def _info(self) -> dict[str, Any]:
+        q = self.sim.joint_positions()
+        return {
+            "is_success": self.task.is_success(q, self.goal),
+            "distance": self.task.distance(q, self.goal),
+            "goal": self.goal.copy(),
+        }
+
+
+def register_envs() -> None:
+    """Register `cgrpo_ros/Arm7Reach-v0` with gymnasium (safe to call more than once)."""
+    if ENV_ID not in gymnasium.registry:
+        gymnasium.register(
+            id=ENV_ID,
+            entry_point="sim_bridge.envs:Arm7ReachEnv",
+            max_episode_steps=None,  # the env truncates itself at reach.episode_steps
+        )

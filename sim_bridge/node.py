@@ -1,0 +1,270 @@
+"""The `sim_bridge` node: the MuJoCo arm exposed as a ros2_control driver exposes a real arm.
+
+Topics (same names and types as joint_state_broadcaster + forward_command_controller, so the
+policy server cannot tell the simulator from the robot):
+    publishes   joint_states                    sensor_msgs/JointState
+    subscribes  /<controller_name>/commands     std_msgs/Float64MultiArray (joint positions)
+    publishes   ~/status                        std_msgs/String (JSON counters, low rate)
+    service     ~/reset                         std_srvs/Trigger (back to the home pose)
+
+Modes (parameter `mode`):
+    realtime  a timer steps the physics so that sim time follows wall time; stamps = wall time.
+    lockstep  each command advances exactly one control period, then the new state is published
+              at once (stamp = sim time): deterministic and as fast as the consumer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+
+from sim_bridge.arm_sim import ArmSim
+from sim_bridge.robot_config import (
+    RobotConfig,
+    default_robot_config_path,
+    load_robot_config,
+)
+
+NODE_NAME = "sim_bridge"
+PUBLISH_RATE_RANGE_HZ = (1.0, 1000.0)
+STATUS_PERIOD_S = 0.5
+# Realtime mode never simulates more than this per tick: after a stall (debugger, overloaded
+# machine) the sim slows down instead of running a burst of physics.
+MAX_CATCH_UP_S = 0.1
+# A client sending garbage at 50 Hz must not flood the log.
+WARN_THROTTLE_S = 2.0
+EXIT_BAD_PARAMETER = 2
+
+
+class Mode(StrEnum):
+    REALTIME = "realtime"
+    LOCKSTEP = "lockstep"
+
+
+class ParameterError(ValueError):
+    """A parameter value the node refuses; the message names parameter, value and range."""
+
+
+def _to_time_msg(t: float) -> Time:
+    sec = math.floor(t)
+    return Time(sec=int(sec), nanosec=min(round((t - sec) * 1e9), 999_999_999))
+
+
+class SimBridgeNode(Node):
+    """Simulated 7-joint arm behind joint_states and a forward position controller."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._declare_parameters()
+        self.robot = self._load_robot()
+        self.sim = ArmSim(self.robot, self.model_path or None)
+        substeps = self.robot.control_period_s / self.sim.timestep
+        self.substeps_per_command = max(1, round(substeps))
+        self.commands_received = 0
+        self.commands_rejected = 0
+        self.resets = 0
+        self._sim_debt_s = 0.0
+        self._last_tick = time.monotonic()
+
+        self.joint_state_pub = self.create_publisher(JointState, "joint_states", 10)
+        self.status_pub = self.create_publisher(String, "~/status", 10)
+        self.command_sub = self.create_subscription(
+            Float64MultiArray, self.robot.command_topic, self.on_command, 10
+        )
+        self.reset_srv = self.create_service(Trigger, "~/reset", self.on_reset_request)
+        # In lockstep the timer only re-publishes the latest state (same stamp) so that late
+        # subscribers see the arm before their first command; it never steps the physics.
+        self.publish_timer = self.create_timer(1.0 / self.publish_rate_hz, self.on_publish_tick)
+        self.status_timer = self.create_timer(STATUS_PERIOD_S, self.on_status_tick)
+        self.get_logger().info(
+            f"{self.robot.name}: {self.robot.num_joints} joints, mode={self.mode.value}, "
+            f"commands on {self.robot.command_topic}, joint_states at {self.publish_rate_hz} Hz"
+        )
+        self.publish_joint_state()
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _declare_parameters(self) -> None:
+        try:
+            default_config = str(default_robot_config_path())
+        except FileNotFoundError:
+            default_config = ""  # refused below with the paths that were tried
+        lo, hi = PUBLISH_RATE_RANGE_HZ
+        specs: list[tuple[str, Any, ParameterDescriptor]] = [
+            (
+                "robot_config",
+                default_config,
+                ParameterDescriptor(
+                    description="Path of the robot YAML (joint names, limits, home, rates).",
+                    read_only=True,
+                ),
+            ),
+            (
+                "mode",
+                Mode.REALTIME.value,
+                ParameterDescriptor(
+                    description="realtime: sim time follows wall time; lockstep: one control "
+                    "period of physics per received command.",
+                    additional_constraints="one of: realtime, lockstep",
+                    read_only=True,
+                ),
+            ),
+            (
+                "publish_rate_hz",
+                100.0,
+                ParameterDescriptor(
+                    description="joint_states rate [Hz] (realtime: also the physics tick).",
+                    floating_point_range=[FloatingPointRange(from_value=lo, to_value=hi)],
+                    read_only=True,
+                ),
+            ),
+            (
+                "model_path",
+                "",
+                ParameterDescriptor(
+                    description="MJCF file; empty = the shipped sim_bridge/assets/arm7.xml.",
+                    read_only=True,
+                ),
+            ),
+        ]
+        values: dict[str, Any] = {}
+        for name, default, descriptor in specs:
+            try:
+                values[name] = self.declare_parameter(name, default, descriptor).value
+            except ParameterException as err:
+                allowed = descriptor.additional_constraints or (
+                    f"a {type(default).__name__} in [{lo}, {hi}]"
+                    if name == "publish_rate_hz"
+                    else f"a {type(default).__name__}"
+                )
+                raise ParameterError(
+                    f"parameter '{name}' refused: {err}. Allowed: {allowed} "
+                    f"(e.g. -p {name}:={default!r})"
+                ) from None
+        mode = values["mode"]
+        if mode not in {m.value for m in Mode}:
+            raise ParameterError(
+                f"parameter 'mode' = {mode!r} is not allowed; use one of: realtime, lockstep "
+                "(e.g. -p mode:=lockstep)"
+            )
+        self.mode = Mode(mode)
+        self.publish_rate_hz = float(values["publish_rate_hz"])
+        self.robot_config_path = str(values["robot_config"])
+        self.model_path = str(values["model_path"])
+
+    def _load_robot(self) -> RobotConfig:
+        if not self.robot_config_path:
+            raise ParameterError(
+                "parameter 'robot_config' is empty and no shipped arm7.yaml was found; "
+                "pass -p robot_config:=/path/to/arm7.yaml"
+            )
+        try:
+            return load_robot_config(self.robot_config_path)
+        except (OSError, ValueError) as err:
+            raise ParameterError(
+                f"parameter 'robot_config' = {self.robot_config_path!r}: {err}"
+            ) from None
+
+    # -- callbacks ----------------------------------------------------------------------------
+    def on_command(self, msg: Float64MultiArray) -> None:
+        """Apply a joint position command (and, in lockstep, simulate one control period)."""
+        self.commands_received += 1
+        values = np.asarray(msg.data, dtype=np.float64)
+        n = self.robot.num_joints
+        if values.shape != (n,) or not np.all(np.isfinite(values)):
+            self.commands_rejected += 1
+            shown = values[:10].tolist()
+            self.get_logger().warning(
+                f"rejected command on {self.robot.command_topic}: {values.size} values "
+                f"{shown}{'...' if values.size > 10 else ''}; expected {n} finite joint positions "
+                f"[rad] in the order {list(self.robot.joint_names)} "
+                f"({self.commands_rejected} rejected so far)",
+                throttle_duration_sec=WARN_THROTTLE_S,
+            )
+            return
+        self.sim.set_position_command(values)
+        if self.mode is Mode.LOCKSTEP:
+            self.sim.step(self.substeps_per_command)
+            self.publish_joint_state()
+
+    def on_reset_request(
+        self, request: Trigger.Request, response: Trigger.Response
+    ) -> Trigger.Response:
+        self.sim.reset()
+        self.resets += 1
+        self._sim_debt_s = 0.0
+        self.publish_joint_state()
+        response.success = True
+        response.message = f"reset to home pose {list(self.robot.home)} at t={self.sim.time:.3f}s"
+        self.get_logger().info(response.message)
+        return response
+
+    def on_publish_tick(self) -> None:
+        if self.mode is Mode.REALTIME:
+            now = time.monotonic()
+            self._sim_debt_s += min(now - self._last_tick, MAX_CATCH_UP_S)
+            self._last_tick = now
+            n = int(self._sim_debt_s / self.sim.timestep)
+            self.sim.step(n)
+            self._sim_debt_s -= n * self.sim.timestep
+        self.publish_joint_state()
+
+    def on_status_tick(self) -> None:
+        status = {
+            "mode": self.mode.value,
+            "sim_time": round(self.sim.time, 6),
+            "commands_received": self.commands_received,
+            "commands_rejected": self.commands_rejected,
+            "resets": self.resets,
+        }
+        self.status_pub.publish(String(data=json.dumps(status)))
+
+    def publish_joint_state(self) -> None:
+        msg = JointState()
+        if self.mode is Mode.LOCKSTEP:
+            msg.header.stamp = _to_time_msg(self.sim.time)
+        else:
+            msg.header.stamp = self.get_clock().now().to_msg()
+        msg.name = list(self.robot.joint_names)
+        msg.position = self.sim.joint_positions().tolist()
+        msg.velocity = self.sim.joint_velocities().tolist()
+        msg.effort = self.sim.joint_efforts().tolist()
+        self.joint_state_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> None:
+    exit_code = 0
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = SimBridgeNode()
+            except ParameterError as err:
+                rclpy.logging.get_logger(NODE_NAME).error(str(err))
+                exit_code = EXIT_BAD_PARAMETER
+            else:
+                try:
+                    rclpy.spin(node)
+                finally:
+                    node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    if exit_code:
+        sys.exit(exit_code)
+
+
+if __name__ == "__main__":
+    main()
