@@ -1,0 +1,399 @@
+"""The training stack's wire format on standard ROS message types (see docs/wire_format.md).
+
+Trajectories and policies travel as `std_msgs/UInt8MultiArray` frames:
+
+    magic (4 bytes) | format version (u16 LE) | header length H (u32 LE) | header | payload
+
+The header is UTF-8 JSON (a flat dict of scalars, padded with spaces so that the payload starts
+8-byte aligned); the payload is raw little-endian arrays. Metrics are JSON in `std_msgs/String`.
+
+Frames come from the network, so decoding treats them as untrusted: every problem raises
+`WireFormatError` naming the field, its value and what is allowed, sizes are checked against
+the actual frame before anything is allocated, and nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import json
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from cgrpo_ros.core.buffers import RolloutBatch
+
+FORMAT_VERSION = 1
+TRAJECTORY_MAGIC = b"CGRT"
+POLICY_MAGIC = b"CGRP"
+_PREFIX = struct.Struct("<4sHI")  # magic, format version, header length
+_PAYLOAD_ALIGN = 8  # payload offset is a multiple of this, so float64 sections can be aligned
+
+MAX_FRAME_BYTES = 256 * 1024 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+MAX_STEPS = 1_000_000
+MAX_DIM = 4096
+MAX_EPISODES = MAX_STEPS  # an episode ends on a step of the batch: E <= T
+MAX_EPISODE_LENGTH = 100_000_000  # an episode may have started in earlier batches
+MAX_STRING_CHARS = 256  # worker_id, task
+MAX_POLICIES = 4096
+MAX_METRICS_CHARS = 1024 * 1024
+_MAX_COUNTER = 2**63 - 1  # policy_version, seq: fit an int64 wherever they are stored
+
+# Header fields: (type, low, high); for strings the range bounds the length.
+_Spec = dict[str, tuple[type, int, int]]
+_TRAJECTORY_FIELDS: _Spec = {
+    "policy_id": (int, 0, MAX_POLICIES - 1),
+    "policy_version": (int, 0, _MAX_COUNTER),
+    "worker_id": (str, 1, MAX_STRING_CHARS),
+    "seq": (int, 0, _MAX_COUNTER),
+    "obs_dim": (int, 1, MAX_DIM),
+    "act_dim": (int, 1, MAX_DIM),
+    "num_steps": (int, 1, MAX_STEPS),
+    "num_episodes": (int, 0, MAX_EPISODES),
+    "task": (str, 1, MAX_STRING_CHARS),
+}
+_POLICY_FIELDS: _Spec = {
+    "policy_id": (int, 0, MAX_POLICIES - 1),
+    "policy_version": (int, 0, _MAX_COUNTER),
+    "num_policies": (int, 1, MAX_POLICIES),
+    "num_bytes": (int, 1, MAX_FRAME_BYTES),
+    "sha256": (str, 64, 64),
+}
+
+# What rclpy, tests and tools hand to the decoders (rclpy delivers array.array('B')).
+FrameData: TypeAlias = "bytes | bytearray | memoryview | array.array[int] | Sequence[int]"
+
+
+class WireFormatError(ValueError):
+    """A frame or metrics message that does not follow the wire format."""
+
+
+@dataclass(frozen=True)
+class DecodedTrajectory:
+    policy_id: int
+    policy_version: int  # version of the policy that acted (the learner rejects stale ones)
+    worker_id: str
+    seq: int  # per-worker counter: (worker_id, seq) identifies a batch, for duplicate detection
+    task: str
+    batch: RolloutBatch
+
+
+@dataclass(frozen=True)
+class DecodedPolicy:
+    policy_id: int
+    policy_version: int
+    num_policies: int
+    sha256: str
+    onnx_bytes: bytes = field(repr=False)
+
+
+def _frame(magic: bytes, header: Mapping[str, Any], payload_parts: Sequence[bytes]) -> bytes:
+    text = json.dumps(dict(header), separators=(",", ":"), allow_nan=False).encode("utf-8")
+    # Trailing spaces are valid JSON whitespace; they align the payload for np.frombuffer.
+    text += b" " * (-(_PREFIX.size + len(text)) % _PAYLOAD_ALIGN)
+    frame = b"".join([_PREFIX.pack(magic, FORMAT_VERSION, len(text)), text, *payload_parts])
+    if len(frame) > MAX_FRAME_BYTES:
+        msg = f"frame is {len(frame)} bytes; allowed: <= {MAX_FRAME_BYTES} (send fewer steps)"
+        raise WireFormatError(msg)
+    return frame
+
+
+def _as_buffer(data: FrameData) -> memoryview:
+    """A flat byte view of `data`, without copying when it is already a buffer."""
+    try:
+        if not isinstance(data, bytes | bytearray | memoryview | array.array):
+            data = bytes(data[: MAX_FRAME_BYTES + 1])  # e.g. a list of ints from a test or tool
+        view = memoryview(data).cast("B")
+    except (TypeError, ValueError) as exc:
+        raise WireFormatError(f"frame is not bytes or a sequence of ints in 0..255: {exc}") from exc
+    if view.nbytes > MAX_FRAME_BYTES:
+        raise WireFormatError(f"frame is {view.nbytes} bytes; allowed: <= {MAX_FRAME_BYTES}")
+    return view
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise WireFormatError(f"JSON key {key!r} appears twice; allowed: once")
+        out[key] = value
+    return out
+
+
+def _reject_constant(token: str) -> float:
+    raise WireFormatError(f"JSON contains {token}; allowed: finite numbers (NaN is sent as null)")
+
+
+def _parse_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(
+            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
+        )
+    except WireFormatError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise WireFormatError(f"{what} is not valid JSON: {exc}") from exc
+
+
+def _unframe(magic: bytes, kind: str, data: FrameData) -> tuple[dict[str, Any], memoryview]:
+    view = _as_buffer(data)
+    if view.nbytes < _PREFIX.size:
+        raise WireFormatError(
+            f"{kind} frame is {view.nbytes} bytes; allowed: at least the {_PREFIX.size}-byte prefix"
+        )
+    got_magic, version, header_len = _PREFIX.unpack_from(view)
+    if got_magic != magic:
+        raise WireFormatError(f"{kind} frame magic is {bytes(got_magic)!r}; allowed: {magic!r}")
+    if version != FORMAT_VERSION:
+        raise WireFormatError(
+            f"{kind} frame format version is {version}; allowed: {FORMAT_VERSION} "
+            "(sender and receiver run different cgrpo_ros releases)"
+        )
+    if header_len > MAX_HEADER_BYTES or _PREFIX.size + header_len > view.nbytes:
+        raise WireFormatError(
+            f"{kind} header length is {header_len} bytes; allowed: <= {MAX_HEADER_BYTES} and "
+            f"within the {view.nbytes}-byte frame"
+        )
+    try:
+        text = bytes(view[_PREFIX.size : _PREFIX.size + header_len]).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WireFormatError(f"{kind} header is not valid UTF-8: {exc}") from exc
+    header = _parse_json(text, f"{kind} header")
+    if not isinstance(header, dict):
+        raise WireFormatError(f"{kind} header is a JSON {type(header).__name__}; allowed: object")
+    return header, view[_PREFIX.size + header_len :]
+
+
+def _check_fields(header: dict[str, Any], fields: _Spec, kind: str) -> None:
+    missing, extra = sorted(set(fields) - set(header)), sorted(set(header) - set(fields))
+    if missing or extra:
+        raise WireFormatError(
+            f"{kind} header fields missing {missing}, unexpected {extra}; "
+            f"allowed exactly: {sorted(fields)}"
+        )
+    for name, (typ, low, high) in fields.items():
+        value: Any = header[name]
+        # bool is an int subclass in Python; `true` is never a valid count.
+        if not isinstance(value, typ) or isinstance(value, bool):
+            raise WireFormatError(
+                f"{kind} header field {name!r} is {value!r:.80} ({type(value).__name__}); "
+                f"allowed: {typ.__name__}"
+            )
+        size = len(value) if isinstance(value, str) else int(header[name])
+        if not low <= size <= high:
+            what = f"{value!r:.80} ({size} chars)" if isinstance(value, str) else str(value)
+            unit = " chars" if isinstance(value, str) else ""
+            raise WireFormatError(
+                f"{kind} header field {name!r} is {what}; allowed: {low}..{high}{unit}"
+            )
+
+
+# Payload sections in wire order: name, little-endian wire dtype, in-memory type, shape.
+_SECTIONS = (
+    ("obs", "<f4", np.float32, ("num_steps", "obs_dim")),
+    ("actions", "<f4", np.float32, ("num_steps", "act_dim")),
+    ("rewards", "<f4", np.float32, ("num_steps",)),
+    ("dones", "u1", np.bool_, ("num_steps",)),
+    ("terminated", "u1", np.bool_, ("num_steps",)),
+    ("episode_returns", "<f8", np.float64, ("num_episodes",)),
+    ("episode_lengths", "<i8", np.int64, ("num_episodes",)),
+)
+
+
+def _section_sizes(h: Mapping[str, int]) -> list[tuple[str, np.dtype[Any], tuple[int, ...]]]:
+    return [(name, np.dtype(wire), tuple(h[d] for d in dims)) for name, wire, _, dims in _SECTIONS]
+
+
+def _check_arrays(arrays: Mapping[str, npt.NDArray[Any]], num_steps: int) -> None:
+    """Value checks shared by encoder and decoder, so a bad batch fails at its source."""
+    for name in ("obs", "actions", "rewards", "episode_returns"):
+        bad = ~np.isfinite(arrays[name])
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise WireFormatError(
+                f"trajectory {name}{list(index)} is {arrays[name][index]}; allowed: finite numbers"
+            )
+    for name in ("dones", "terminated"):
+        values = arrays[name]
+        if values.dtype != np.bool_ and (values > 1).any():
+            i = int(np.argmax(values > 1))
+            raise WireFormatError(f"trajectory {name}[{i}] is {values[i]}; allowed: 0 or 1")
+    lengths = arrays["episode_lengths"]
+    if lengths.size and not ((lengths >= 1) & (lengths <= MAX_EPISODE_LENGTH)).all():
+        i = int(np.argmax((lengths < 1) | (lengths > MAX_EPISODE_LENGTH)))
+        raise WireFormatError(
+            f"trajectory episode_lengths[{i}] is {lengths[i]}; allowed: 1..{MAX_EPISODE_LENGTH}"
+        )
+    # An episode that started in an earlier batch may be longer than this batch, so lengths
+    # need not sum to <= T; but every finished episode ends on a step with dones=1.
+    num_dones = int(np.count_nonzero(arrays["dones"]))
+    if lengths.size > num_dones:
+        raise WireFormatError(
+            f"trajectory num_episodes is {lengths.size}; allowed: <= the {num_dones} steps "
+            f"with dones=1 among num_steps={num_steps}"
+        )
+
+
+def encode_trajectory(
+    batch: RolloutBatch,
+    *,
+    policy_id: int,
+    policy_version: int,
+    worker_id: str,
+    seq: int,
+    task: str,
+) -> bytes:
+    """Frame `batch` for `/cgrpo/trajectories`. Raises WireFormatError for a batch that the
+    decoder would reject (inconsistent shapes, NaN/Inf, bad episode lengths)."""
+    obs, actions = np.asarray(batch.obs), np.asarray(batch.actions)
+    if obs.ndim != 2 or actions.ndim != 2:
+        raise WireFormatError(
+            f"trajectory obs/actions shapes {obs.shape}/{actions.shape}; want 2-D"
+        )
+    header: dict[str, Any] = dict(
+        policy_id=policy_id, policy_version=policy_version, worker_id=worker_id, seq=seq,
+        obs_dim=int(obs.shape[1]), act_dim=int(actions.shape[1]), num_steps=int(obs.shape[0]),
+        num_episodes=int(np.shape(batch.episode_returns)[0]), task=task,
+    )  # fmt: skip
+    _check_fields(header, _TRAJECTORY_FIELDS, "trajectory")
+    for name, _, shape in _section_sizes(header):
+        if np.shape(getattr(batch, name)) != shape:
+            raise WireFormatError(
+                f"trajectory {name} has shape {np.shape(getattr(batch, name))}; allowed: {shape}"
+            )
+    arrays = {
+        name: np.ascontiguousarray(getattr(batch, name), dtype=dtype)
+        for name, dtype, _ in _section_sizes(header)
+    }
+    _check_arrays(arrays, header["num_steps"])
+    return _frame(TRAJECTORY_MAGIC, header, [a.tobytes() for a in arrays.values()])
+
+
+def decode_trajectory(data: FrameData) -> DecodedTrajectory:
+    """Parse and validate a trajectory frame; the batch owns writable copies of its arrays."""
+    header, payload = _unframe(TRAJECTORY_MAGIC, "trajectory", data)
+    _check_fields(header, _TRAJECTORY_FIELDS, "trajectory")
+    sections = _section_sizes(header)
+    # Sizes come from bounded header ints, so this product cannot overflow; compare it with
+    # the bytes actually received before touching (let alone allocating for) the payload.
+    expected = sum(dtype.itemsize * math.prod(shape) for _, dtype, shape in sections)
+    if payload.nbytes != expected:
+        raise WireFormatError(
+            f"trajectory payload is {payload.nbytes} bytes; allowed: exactly {expected} as "
+            f"implied by num_steps={header['num_steps']}, obs_dim={header['obs_dim']}, "
+            f"act_dim={header['act_dim']}, num_episodes={header['num_episodes']}"
+        )
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    offset = 0
+    for name, dtype, shape in sections:  # views into the frame: no copy until astype below
+        arrays[name] = np.frombuffer(payload, dtype, math.prod(shape), offset).reshape(shape)
+        offset += arrays[name].nbytes
+    _check_arrays(arrays, header["num_steps"])
+    # astype copies: the batch owns writable arrays in native byte order.
+    copies: dict[str, Any] = {name: arrays[name].astype(t) for name, _, t, _ in _SECTIONS}
+    batch = RolloutBatch(**copies)
+    fields = ("policy_id", "policy_version", "worker_id", "seq", "task")
+    return DecodedTrajectory(**{name: header[name] for name in fields}, batch=batch)
+
+
+def encode_policy(
+    onnx_bytes: bytes, *, policy_id: int, policy_version: int, num_policies: int
+) -> bytes:
+    """Frame an ONNX policy artifact for the latched `/cgrpo/policies` topic."""
+    header = {
+        "policy_id": policy_id,
+        "policy_version": policy_version,
+        "num_policies": num_policies,
+        "num_bytes": len(onnx_bytes),
+        "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+    }
+    _validate_policy(header)
+    return _frame(POLICY_MAGIC, header, [bytes(onnx_bytes)])
+
+
+def _validate_policy(header: dict[str, Any]) -> None:
+    _check_fields(header, _POLICY_FIELDS, "policy")
+    if header["policy_id"] >= header["num_policies"]:
+        raise WireFormatError(
+            f"policy header field 'policy_id' is {header['policy_id']}; allowed: "
+            f"0..{header['num_policies'] - 1} (num_policies={header['num_policies']})"
+        )
+    if any(c not in "0123456789abcdef" for c in header["sha256"]):
+        raise WireFormatError(
+            f"policy header field 'sha256' is {header['sha256']!r}; allowed: lowercase hex digits"
+        )
+
+
+def decode_policy(data: FrameData) -> DecodedPolicy:
+    """Parse a policy frame and verify the ONNX bytes against the header's sha256."""
+    header, payload = _unframe(POLICY_MAGIC, "policy", data)
+    _validate_policy(header)
+    if payload.nbytes != header["num_bytes"]:
+        raise WireFormatError(
+            f"policy payload is {payload.nbytes} bytes; allowed: exactly num_bytes="
+            f"{header['num_bytes']}"
+        )
+    onnx_bytes = bytes(payload)
+    digest = hashlib.sha256(onnx_bytes).hexdigest()
+    if digest != header["sha256"]:
+        raise WireFormatError(
+            f"policy payload sha256 is {digest}; allowed: the header's {header['sha256']} "
+            "(corrupted or tampered artifact)"
+        )
+    fields = ("policy_id", "policy_version", "num_policies", "sha256")
+    return DecodedPolicy(**{name: header[name] for name in fields}, onnx_bytes=onnx_bytes)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, float | np.floating):
+        # A diverged loss is worth reporting, not worth crashing the learner: NaN/Inf -> null.
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    return value  # json.dumps raises TypeError naming anything else
+
+
+def encode_metrics(metrics: Mapping[str, Any]) -> str:
+    """JSON for `std_msgs/String` on /cgrpo/metrics; non-finite floats become null."""
+    return json.dumps(_jsonable(metrics), separators=(",", ":"), allow_nan=False)
+
+
+def decode_metrics(text: str) -> dict[str, Any]:
+    """Parse a metrics message; NaN/Infinity tokens, duplicate keys and non-objects are refused."""
+    if len(text) > MAX_METRICS_CHARS:
+        raise WireFormatError(
+            f"metrics message is {len(text)} chars; allowed: <= {MAX_METRICS_CHARS}"
+        )
+    value = _parse_json(text, "metrics message")
+    if not isinstance(value, dict):
+        raise WireFormatError(f"metrics message is a JSON {type(value).__name__}; allowed: object")
+    return value
+
+
+def to_uint8_msg(payload: bytes) -> Any:
+    """A `std_msgs/UInt8MultiArray` carrying `payload` without a per-element copy.
+
+    rosidl stores an `array.array('B')` as is; plain bytes would be checked element by element
+    when ROS_PYTHON_CHECK_FIELDS=1 (seconds for a trajectory batch).
+    """
+    from std_msgs.msg import UInt8MultiArray  # imported here: the codecs above need no ROS
+
+    msg = UInt8MultiArray()
+    msg.data = array.array("B", payload)
+    return msg
+
+
+def from_uint8_msg(msg: Any) -> bytes:
+    """The frame bytes of a received `UInt8MultiArray` (rclpy delivers `array.array('B')`)."""
+    data = msg.data
+    return data.tobytes() if isinstance(data, array.array) else bytes(data)

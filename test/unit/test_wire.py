@@ -1,0 +1,222 @@
+"""Wire format: exact round trips, every rejection names its field, and fuzzing of the decoders."""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import json
+import struct
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cgrpo_ros import wire
+from cgrpo_ros.core.buffers import RolloutBatch
+from cgrpo_ros.wire import WireFormatError
+
+META = {"policy_id": 1, "policy_version": 7, "worker_id": "w-3", "seq": 42, "task": "Hopper-v5"}
+
+
+def make_batch(T: int = 12, obs_dim: int = 3, act_dim: int = 2, seed: int = 0) -> RolloutBatch:
+    rng = np.random.default_rng(seed)
+    dones = np.zeros(T, bool)
+    dones[[4, T - 1]] = True
+    terminated = np.zeros(T, bool)
+    terminated[4] = True
+    return RolloutBatch(
+        obs=rng.standard_normal((T, obs_dim)).astype(np.float32),
+        actions=rng.standard_normal((T, act_dim)).astype(np.float32),
+        rewards=rng.standard_normal(T).astype(np.float32),
+        dones=dones,
+        terminated=terminated,
+        episode_returns=np.array([1.25, -3.5]),
+        episode_lengths=np.array([5, 300], dtype=np.int64),  # the 2nd began in an earlier batch
+    )
+
+
+def frame(batch: RolloutBatch | None = None) -> bytes:
+    return wire.encode_trajectory(batch if batch is not None else make_batch(), **META)
+
+
+def reframe(data: bytes, header_edit: dict[str, Any] | None = None, drop: str = "") -> bytes:
+    """Rewrite a valid frame's header (the payload is kept) to build malformed frames."""
+    magic, version, length = struct.unpack_from("<4sHI", data)
+    header = json.loads(data[10 : 10 + length])
+    header.update(header_edit or {})
+    header.pop(drop, None)
+    text = json.dumps(header).encode()
+    return struct.pack("<4sHI", magic, version, len(text)) + text + data[10 + length :]
+
+
+def test_trajectory_round_trip_is_exact() -> None:
+    batch = make_batch()
+    for data in [frame(batch), bytearray(frame(batch)), array.array("B", frame(batch))]:
+        decoded = wire.decode_trajectory(data)
+        assert {k: getattr(decoded, k) for k in META} == META
+        for name, expected in batch._asdict().items():
+            got = getattr(decoded.batch, name)
+            assert got.dtype == expected.dtype and np.array_equal(got, expected), name
+            assert got.flags.writeable
+    assert wire.decode_trajectory(list(frame(batch))).seq == 42
+
+
+def test_ros_message_round_trip() -> None:
+    msg = wire.to_uint8_msg(frame())
+    assert isinstance(msg.data, array.array)
+    assert wire.from_uint8_msg(msg) == frame()
+
+
+def test_payload_is_8_byte_aligned() -> None:
+    (length,) = struct.unpack_from("<I", frame(), 6)
+    assert (10 + length) % 8 == 0
+
+
+def payload_of(data: bytes) -> tuple[bytes, int]:
+    (length,) = struct.unpack_from("<I", data, 6)
+    return data[: 10 + length], 10 + length
+
+
+def corrupt(section: str, index: int, value: bytes) -> bytes:
+    """Overwrite one element of a payload section of a valid frame."""
+    data = bytearray(frame())
+    _, offset = payload_of(bytes(data))
+    h = {"num_steps": 12, "obs_dim": 3, "act_dim": 2, "num_episodes": 2}
+    for name, dtype, shape in wire._section_sizes(h):
+        if name == section:
+            start = offset + index * dtype.itemsize
+            data[start : start + len(value)] = value
+            return bytes(data)
+        offset += dtype.itemsize * int(np.prod(shape))
+    raise AssertionError(section)
+
+
+NAN32 = np.float32(np.nan).tobytes()
+REJECTIONS = [
+    (lambda: b"XXXX" + frame()[4:], "magic is b'XXXX'"),
+    (lambda: frame()[:4] + struct.pack("<H", 9) + frame()[6:], "format version is 9"),
+    (lambda: frame()[:6] + struct.pack("<I", 10**6) + frame()[10:], "header length is 1000000"),
+    (lambda: frame()[:5], "at least the 10-byte prefix"),
+    (lambda: b"CGRT\x01\x00\x02\x00\x00\x00\xff\xfe", "not valid UTF-8"),
+    (lambda: b"CGRT\x01\x00\x02\x00\x00\x00{x", "not valid JSON"),
+    (lambda: b"CGRT\x01\x00\x02\x00\x00\x00[]", "JSON list; allowed: object"),
+    (lambda: reframe(frame(), drop="seq"), "missing ['seq']"),
+    (lambda: reframe(frame(), {"evil": 1}), "unexpected ['evil']"),
+    (lambda: reframe(frame(), {"seq": "1"}), "'seq' is '1' (str); allowed: int"),
+    (lambda: reframe(frame(), {"seq": True}), "'seq' is True (bool)"),
+    (lambda: reframe(frame(), {"obs_dim": -3}), "'obs_dim' is -3; allowed: 1..4096"),
+    (lambda: reframe(frame(), {"num_steps": 10**9}), "'num_steps' is 1000000000"),
+    (lambda: reframe(frame(), {"worker_id": ""}), "'worker_id' is '' (0 chars)"),
+    # Claims a million steps of 4096-d observations (~32 GB) in a frame of a few hundred bytes.
+    (
+        lambda: reframe(frame(), {"num_steps": 10**6, "obs_dim": 4096}),
+        "payload is 344 bytes; allowed: exactly 16398000032",
+    ),
+    (lambda: frame() + b"\0", "payload is 345 bytes; allowed: exactly 344"),
+    (lambda: corrupt("obs", 5, NAN32), "obs[1, 2] is nan"),
+    (lambda: corrupt("actions", 0, np.float32(np.inf).tobytes()), "actions[0, 0] is inf"),
+    (lambda: corrupt("rewards", 3, NAN32), "rewards[3] is nan"),
+    (lambda: corrupt("episode_returns", 1, np.float64(np.nan).tobytes()), "returns[1] is nan"),
+    (lambda: corrupt("dones", 2, b"\x02"), "dones[2] is 2; allowed: 0 or 1"),
+    (lambda: corrupt("terminated", 0, b"\x07"), "terminated[0] is 7"),
+    (lambda: corrupt("episode_lengths", 0, np.int64(0).tobytes()), "episode_lengths[0] is 0"),
+    (lambda: corrupt("episode_lengths", 1, np.int64(-5).tobytes()), "episode_lengths[1] is -5"),
+    (lambda: corrupt("dones", 4, b"\x00"), "num_episodes is 2; allowed: <= the 1 steps"),
+]
+
+
+@pytest.mark.parametrize(("make_frame", "needle"), REJECTIONS)
+def test_trajectory_rejections_name_the_problem(make_frame: Any, needle: str) -> None:
+    with pytest.raises(WireFormatError) as info:
+        wire.decode_trajectory(make_frame())
+    assert needle in str(info.value)
+
+
+def test_duplicate_header_key_rejected() -> None:
+    data = frame()
+    _, offset = payload_of(data)
+    text = data[10:offset].rstrip().rstrip(b"}") + b',"seq":1}'
+    bad = b"CGRT" + struct.pack("<HI", 1, len(text)) + text + data[offset:]
+    with pytest.raises(WireFormatError, match="'seq' appears twice"):
+        wire.decode_trajectory(bad)
+
+
+def test_encoder_refuses_what_the_decoder_would_reject() -> None:
+    batch = make_batch()
+    batch.obs[0, 0] = np.nan
+    with pytest.raises(WireFormatError, match=r"obs\[0, 0\] is nan"):
+        frame(batch)
+    with pytest.raises(WireFormatError, match="rewards has shape"):
+        frame(make_batch()._replace(rewards=np.zeros(3, np.float32)))
+    with pytest.raises(WireFormatError, match="'policy_id' is -1"):
+        wire.encode_trajectory(make_batch(), **(META | {"policy_id": -1}))
+
+
+def test_policy_round_trip_and_rejections() -> None:
+    onnx = bytes(range(256)) * 3
+    data = wire.encode_policy(onnx, policy_id=2, policy_version=5, num_policies=4)
+    decoded = wire.decode_policy(data)
+    assert (decoded.onnx_bytes, decoded.policy_id, decoded.policy_version) == (onnx, 2, 5)
+    assert decoded.num_policies == 4
+    tampered = data[:-1] + bytes([data[-1] ^ 1])
+    with pytest.raises(WireFormatError, match="sha256 is"):
+        wire.decode_policy(tampered)
+    with pytest.raises(WireFormatError, match="payload is 767 bytes; allowed: exactly"):
+        wire.decode_policy(data[:-1])
+    with pytest.raises(WireFormatError, match=r"'policy_id' is 4; allowed: 0\.\.3"):
+        wire.decode_policy(reframe(data, {"policy_id": 4}))
+    with pytest.raises(WireFormatError, match="magic is b'CGRT'; allowed: b'CGRP'"):
+        wire.decode_policy(frame())
+    with pytest.raises(WireFormatError, match="'sha256' is 'ZZ"):
+        wire.decode_policy(reframe(data, {"sha256": "Z" * 64}))
+
+
+def test_metrics_round_trip_and_rejections() -> None:
+    text = wire.encode_metrics({"loss": np.float32(0.5), "nan": float("nan"), "n": np.int64(3)})
+    assert wire.decode_metrics(text) == {"loss": 0.5, "nan": None, "n": 3}
+    with pytest.raises(WireFormatError, match="NaN"):
+        wire.decode_metrics('{"x": NaN}')
+    with pytest.raises(WireFormatError, match="JSON list"):
+        wire.decode_metrics("[1]")
+    with pytest.raises(WireFormatError, match="not valid JSON"):
+        wire.decode_metrics("{")
+    with pytest.raises(TypeError):
+        wire.encode_metrics({"x": object()})
+
+
+VALID_TRAJECTORY = frame(make_batch(T=6, obs_dim=2, act_dim=1))
+VALID_POLICY = wire.encode_policy(b"onnx" * 8, policy_id=0, policy_version=1, num_policies=1)
+
+
+@st.composite
+def mangled_frames(draw: st.DrawFn) -> bytes:
+    base = draw(st.sampled_from([VALID_TRAJECTORY, VALID_POLICY]))
+    kind = draw(st.sampled_from(["random", "truncate", "flip", "splice"]))
+    if kind == "random":
+        return draw(st.binary(max_size=300))
+    if kind == "truncate":
+        return base[: draw(st.integers(0, len(base)))]
+    if kind == "splice":
+        at = draw(st.integers(0, len(base)))
+        return base[:at] + draw(st.binary(max_size=16)) + base[at:]
+    data = bytearray(base)
+    for position in draw(st.lists(st.integers(0, len(base) - 1), min_size=1, max_size=4)):
+        data[position] ^= 1 << draw(st.integers(0, 7))
+    return bytes(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=mangled_frames())
+def test_fuzzed_frames_raise_only_wire_format_error(data: bytes) -> None:
+    for decode in (wire.decode_trajectory, wire.decode_policy):
+        with contextlib.suppress(WireFormatError):
+            decode(data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=200))
+def test_fuzzed_metrics_raise_only_wire_format_error(text: str) -> None:
+    with contextlib.suppress(WireFormatError):
+        wire.decode_metrics(text)
