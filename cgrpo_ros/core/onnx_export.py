@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,7 +135,9 @@ def export_policy_onnx(policy: GaussianPolicy, metadata: PolicyMetadata) -> byte
         )
     buffer = io.BytesIO()
     module = _ExportedPolicy(policy).eval()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter is the one that needs no onnxscript (ENVIRONMENT.md).
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             module,
             (torch.zeros(1, policy.obs_dim),),

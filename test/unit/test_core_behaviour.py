@@ -1,0 +1,196 @@
+"""Config validation, determinism, checkpoint round trip and ONNX parity of the core."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cgrpo_ros.core.buffers import RolloutBatch
+from cgrpo_ros.core.cgrpo import CGRPO
+from cgrpo_ros.core.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from cgrpo_ros.core.config import CGRPOConfig, ConfigError
+from cgrpo_ros.core.onnx_export import (
+    OnnxPolicy,
+    PolicyArtifactError,
+    PolicyMetadata,
+    export_policy_onnx,
+)
+
+OBS_DIM, ACT_DIM, STEPS = 5, 2, 96
+
+
+def fake_batches(seed: int, n: int = 3) -> list[RolloutBatch]:
+    """Synthetic on-policy-shaped data: rewards depend on the action, episodes of 40 steps."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(n):
+        obs = rng.normal(size=(STEPS, OBS_DIM)).astype(np.float32)
+        actions = rng.normal(size=(STEPS, ACT_DIM)).astype(np.float32)
+        rewards = (-np.square(actions - obs[:, :ACT_DIM]).sum(1)).astype(np.float32)
+        dones = np.zeros(STEPS, dtype=bool)
+        dones[39::40] = True
+        batches.append(
+            RolloutBatch(
+                obs, actions, rewards, dones, np.zeros(STEPS, dtype=bool),
+                np.array([-80.0, -75.0]), np.array([40, 40]),
+            )
+        )  # fmt: skip
+    return batches
+
+
+def small_config(**overrides: object) -> CGRPOConfig:
+    values: dict[str, object] = dict(
+        num_policies=3, num_groups=2, hidden_sizes=(16,), epochs=2, minibatch_size=32, seed=7
+    )
+    values.update(overrides)
+    variant = values.pop("variant", "full")
+    return CGRPOConfig.for_variant(variant, **values)  # type: ignore[arg-type]
+
+
+def params_of(algo: CGRPO) -> list[np.ndarray]:
+    return [p.detach().numpy().copy() for pol in algo.policies for p in pol.parameters()]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("num_groups", 4, "num_groups=4 exceeds num_policies=3"),
+        ("gamma", 1.5, "gamma=1.5 is outside the allowed range (0.0, 1.0]"),
+        ("clip_epsilon_base", 0.0, "clip_epsilon_base=0.0"),
+        ("learning_rate", float("nan"), "learning_rate=nan is not a finite number"),
+        ("epochs", 0, "epochs=0 is outside the allowed range [1, 1000]"),
+        ("variant", "medium", "variant='medium' is not one of"),
+        ("dbscan_eps", -1.0, "dbscan_eps=-1.0"),
+        ("reference_top_k", 9, "reference_top_k=9"),
+        ("hidden_sizes", (0,), "hidden_sizes[]=0"),
+        ("seed", True, "seed=True must be an integer"),
+    ],
+)
+def test_config_errors_name_field_and_value(field: str, value: object, fragment: str) -> None:
+    values = dict(num_policies=3, num_groups=2)
+    values[field] = value  # type: ignore[assignment]
+    with pytest.raises(ConfigError) as info:
+        CGRPOConfig(**values)  # type: ignore[arg-type]
+    assert fragment in str(info.value)
+
+
+def test_config_unknown_keys_and_variants() -> None:
+    with pytest.raises(ConfigError, match="unknown configuration keys: \\['lerning_rate'\\]"):
+        CGRPOConfig.from_dict({"lerning_rate": 0.1})
+    simple = CGRPOConfig.for_variant("simple")
+    assert not simple.adaptive_clip and not simple.use_reference
+    assert simple.smoothness_coef == 0.0 and simple.diversity_coef == 0.0
+    full = CGRPOConfig.for_variant("full", smoothness_coef=0.0)  # term-by-term ablation
+    assert full.adaptive_clip and full.smoothness_coef == 0.0
+    assert CGRPOConfig.from_dict(full.to_dict()) == full
+    assert full.config_hash() != simple.config_hash()
+
+
+@pytest.mark.parametrize("variant", ["full", "simple"])
+def test_update_is_deterministic(variant: str) -> None:
+    results = []
+    for _ in range(2):
+        algo = CGRPO(small_config(variant=variant), OBS_DIM, ACT_DIM)
+        metrics = [algo.update(fake_batches(s)) for s in (1, 2)]
+        results.append((params_of(algo), [m.groups for m in metrics]))
+    for a, b in zip(results[0][0], results[1][0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert results[0][1] == results[1][1]
+
+
+def test_update_changes_policies_and_reports_metrics() -> None:
+    algo = CGRPO(small_config(), OBS_DIM, ACT_DIM)
+    before = params_of(algo)
+    metrics = algo.update(fake_batches(1))
+    assert algo.iteration == metrics.iteration == 1
+    assert any(not np.array_equal(a, b) for a, b in zip(before, params_of(algo), strict=True))
+    assert len(metrics.policies) == 3 and len(set(metrics.groups)) <= 2
+    assert all(0.2 <= p.clip_epsilon <= 0.5 for p in metrics.policies)
+    assert metrics.reference_members == [
+        max(range(3), key=lambda i: (metrics.policies[i].mean_reward, -i))
+    ]
+    with pytest.raises(ValueError, match="one batch per policy: got 2"):
+        algo.update(fake_batches(1, n=2))
+
+
+def test_checkpoint_resume_gives_the_same_next_update(tmp_path: Path) -> None:
+    uninterrupted = CGRPO(small_config(), OBS_DIM, ACT_DIM)
+    uninterrupted.update(fake_batches(1))
+    save_checkpoint(tmp_path / "a.ckpt", uninterrupted, {"env_steps": 288})
+    uninterrupted.update(fake_batches(2))
+
+    restored, extra = load_checkpoint(tmp_path / "a.ckpt")
+    assert extra == {"env_steps": 288} and restored.iteration == 1
+    restored.update(fake_batches(2))
+    for a, b in zip(params_of(uninterrupted), params_of(restored), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for p, q in zip(uninterrupted.policies, restored.policies, strict=True):
+        assert torch.equal(p.normalizer.mean, q.normalizer.mean)
+
+
+def test_checkpoint_rejects_corruption_and_foreign_files(tmp_path: Path) -> None:
+    algo = CGRPO(small_config(), OBS_DIM, ACT_DIM)
+    path = tmp_path / "c.ckpt"
+    save_checkpoint(path, algo)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt: sha256"):
+        read_checkpoint(path)
+    path.write_bytes(b"PK\x03\x04 not ours, a zip file of someone else's" + bytes(40))
+    with pytest.raises(CheckpointError, match="not a cgrpo checkpoint"):
+        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        read_checkpoint(tmp_path / "missing.ckpt")
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def metadata(**overrides: object) -> PolicyMetadata:
+    values: dict[str, object] = dict(
+        policy_id=1, policy_version=4, obs_dim=OBS_DIM, act_dim=ACT_DIM,
+        obs_names=[f"obs/{i}" for i in range(OBS_DIM)], action_names=["a", "b"],
+        action_low=[-1.0, -2.0], action_high=[1.0, 2.0], task="Test-v0", config_hash="abc",
+    )  # fmt: skip
+    values.update(overrides)
+    return PolicyMetadata(**values)  # type: ignore[arg-type]
+
+
+def test_onnx_parity_and_metadata_round_trip() -> None:
+    algo = CGRPO(small_config(), OBS_DIM, ACT_DIM)
+    algo.update(fake_batches(1))  # moves the normaliser away from the identity
+    policy = algo.policies[1]
+    runner = OnnxPolicy(export_policy_onnx(policy, metadata()))
+    obs = np.random.default_rng(0).normal(0, 5, (256, OBS_DIM)).astype(np.float32)
+    with torch.no_grad():
+        expected = policy(torch.as_tensor(obs)).numpy()
+    assert np.max(np.abs(runner.action_mean(obs) - expected)) <= 1e-5
+    np.testing.assert_allclose(runner.log_std, policy.log_std.detach().numpy(), atol=1e-7)
+    assert runner.metadata == metadata()
+    single = runner.deterministic_action(obs[0])
+    assert single.shape == (ACT_DIM,)
+    assert np.all(single >= [-1, -2]) and np.all(single <= [1, 2])
+
+
+def test_onnx_artifact_errors() -> None:
+    algo = CGRPO(small_config(), OBS_DIM, ACT_DIM)
+    with pytest.raises(PolicyArtifactError, match="metadata sizes obs=6"):
+        export_policy_onnx(
+            algo.policies[0],
+            metadata(obs_dim=6, obs_names=[f"o{i}" for i in range(6)]),
+        )
+    with pytest.raises(PolicyArtifactError, match="not a valid ONNX model"):
+        OnnxPolicy(b"\x00garbage")
+    with pytest.raises(PolicyArtifactError, match="action_names has 1 entries; expected 2"):
+        metadata(action_names=["a"])
+    with pytest.raises(PolicyArtifactError, match="low=1.0 must be below high=1.0"):
+        metadata(action_low=[1.0, -2.0])
+    assert dataclasses.replace(metadata(), policy_version=5).policy_version == 5
