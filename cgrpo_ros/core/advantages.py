@@ -31,6 +31,34 @@ def return_to_go(
     return returns
 
 
+def horizon_normalized_returns(
+    returns: F64,
+    dones: npt.NDArray[np.bool_],
+    terminated: npt.NDArray[np.bool_],
+    gamma: float,
+) -> F64:
+    """G_t rescaled to a common horizon where the segment was cut, not ended (our addition).
+
+    A segment that ends by a time limit or by the end of the batch sums only h_t rewards
+    (h_t = steps from t to the cut), so late steps look worse than early ones for reasons
+    that have nothing to do with the action. Dividing by (1 - gamma^h_t) gives the discounted
+    value of the same reward rate held forever: unbiased when the rate is steady, and equal
+    for every t. Segments that end in a terminal state are left alone: there the future really
+    is zero. With gamma = 1 there is no common horizon, so returns are unchanged.
+    """
+    if gamma >= 1.0:
+        return returns.copy()
+    normalized = returns.copy()
+    end = len(returns)  # one past the last step of the current segment
+    cut = True  # the batch end is a cut
+    for t in range(len(returns) - 1, -1, -1):
+        if dones[t]:
+            end, cut = t + 1, not bool(terminated[t])
+        if cut:
+            normalized[t] = returns[t] / (1.0 - gamma ** (end - t))
+    return normalized
+
+
 class StateClusters(NamedTuple):
     labels: npt.NDArray[np.int64]  # cluster of every state, NOISE (-1) for DBSCAN noise
     eps: float  # the epsilon used (on standardised states)

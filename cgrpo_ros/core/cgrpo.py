@@ -18,6 +18,7 @@ import torch
 from cgrpo_ros.core.advantages import (
     adaptive_clip_epsilon,
     group_normalized_advantages,
+    horizon_normalized_returns,
     return_to_go,
     state_aware_advantages,
     state_clusters,
@@ -139,6 +140,11 @@ class CGRPO:
 
         # Lines 11-21: state clustering (Eq. 7) and state-aware advantages (Eq. 6).
         returns = [return_to_go(b.rewards, b.dones, cfg.gamma) for b in batches]
+        if cfg.horizon_normalized_returns:
+            returns = [
+                horizon_normalized_returns(g, b.dones, b.terminated, cfg.gamma)
+                for g, b in zip(returns, batches, strict=True)
+            ]
         all_returns = np.concatenate(returns)
         started = time.perf_counter()
         if cfg.use_state_clusters:

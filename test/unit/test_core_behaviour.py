@@ -191,6 +191,6 @@ def test_onnx_artifact_errors() -> None:
         OnnxPolicy(b"\x00garbage")
     with pytest.raises(PolicyArtifactError, match="action_names has 1 entries; expected 2"):
         metadata(action_names=["a"])
-    with pytest.raises(PolicyArtifactError, match="low=1.0 must be below high=1.0"):
+    with pytest.raises(PolicyArtifactError, match=r"low=1\.0 must be below high=1\.0"):
         metadata(action_low=[1.0, -2.0])
     assert dataclasses.replace(metadata(), policy_version=5).policy_version == 5

@@ -13,6 +13,7 @@ from cgrpo_ros.core.advantages import (
     adaptive_clip_epsilon,
     cluster_baselines,
     group_normalized_advantages,
+    horizon_normalized_returns,
     return_to_go,
     state_aware_advantages,
     state_clusters,
@@ -37,6 +38,25 @@ def test_return_to_go_by_hand(gamma: float) -> None:
         5,
     ]
     assert np.allclose(got, expected)
+
+
+def test_horizon_normalized_returns_by_hand() -> None:
+    gamma = 0.5
+    rewards = np.array([1.0, 1.0, 1.0, 1.0, 1.0])
+    dones = np.array([False, True, False, False, True])
+    terminated = np.array([False, True, False, False, False])
+    returns = return_to_go(rewards, dones, gamma)
+    got = horizon_normalized_returns(returns, dones, terminated, gamma)
+    # Steps 0-1 end in a terminal state: unchanged. Steps 2-4 were cut by a time limit with
+    # 3, 2 and 1 steps left: G / (1 - gamma^h), which for a steady reward of 1 is always
+    # 1 / (1 - gamma) = 2, the same for every step.
+    assert np.allclose(got, [1.5, 1.0, 2.0, 2.0, 2.0])
+    # The batch end is a cut too; gamma = 1 leaves returns alone.
+    no_end = np.zeros(3, dtype=bool)
+    open_returns = return_to_go(rewards[:3], no_end, gamma)
+    open_end = horizon_normalized_returns(open_returns, no_end, no_end, gamma)
+    assert np.allclose(open_end, [2.0, 2.0, 2.0])
+    assert np.allclose(horizon_normalized_returns(returns, dones, terminated, 1.0), returns)
 
 
 def test_cluster_baselines_and_eq6_advantages() -> None:

@@ -60,7 +60,10 @@ def test_cgrpo_train_cli_writes_the_run_directory(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
-    [("--groups", "5", "num_groups=5 exceeds num_policies=2"), ("--iterations", "0", "--iterations=0")],
+    [
+        ("--groups", "5", "num_groups=5 exceeds num_policies=2"),
+        ("--iterations", "0", "--iterations=0"),
+    ],
 )
 def test_cgrpo_train_refuses_bad_values(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
