@@ -155,6 +155,7 @@ class CGRPO:
                 eps_quantile=cfg.dbscan_eps_quantile,
                 max_points=cfg.dbscan_max_points,
                 rng=self.rng,
+                project_dims=cfg.dbscan_project_dims,
             )
             labels = clusters.labels
             metrics.num_state_clusters = clusters.num_clusters

@@ -77,6 +77,8 @@ class CGRPOConfig:
     """Eq. 7 minPts; None means 2 * state dimension (the usual DBSCAN rule), at least 4."""
     dbscan_eps_quantile: float = 0.5
     """Quantile of the minPts-nearest-neighbour distance used when dbscan_eps is None."""
+    dbscan_project_dims: int | None = None
+    """Cluster states on this many principal components (None: all state dimensions)."""
     dbscan_max_points: int = 8192
     """States beyond this are subsampled for fitting DBSCAN; the rest join the nearest core."""
     smoothness_coef: float = 0.01
@@ -128,6 +130,8 @@ class CGRPOConfig:
         if self.dbscan_min_samples is not None:
             _check_int("dbscan_min_samples", self.dbscan_min_samples, 1, 100_000)
         _check_range("dbscan_eps_quantile", self.dbscan_eps_quantile, 0.0, 1.0, low_open=True)
+        if self.dbscan_project_dims is not None:
+            _check_int("dbscan_project_dims", self.dbscan_project_dims, 1, 4096)
         _check_int("dbscan_max_points", self.dbscan_max_points, 16, 1_000_000)
         _check_range("smoothness_coef", self.smoothness_coef, 0.0, 1e3)
         _check_range("diversity_coef", self.diversity_coef, 0.0, 1e3)

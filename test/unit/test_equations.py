@@ -98,6 +98,21 @@ def test_dbscan_auto_eps_and_subsampled_assignment() -> None:
     assert clusters.noise_fraction < 0.5
 
 
+def test_dbscan_on_principal_components_separates_what_full_space_merges() -> None:
+    rng = np.random.default_rng(2)
+    # Two groups apart along a direction shared by 10 of 20 correlated state dimensions
+    # (as a robot's joint angles are), each dimension noisy.
+    states = rng.normal(size=(400, 20))
+    states[:200, :10] += 2.0
+    kwargs = dict(eps=None, min_samples=None, eps_quantile=0.5, max_points=1000, rng=rng)
+    full_space = state_clusters(states, **kwargs)  # type: ignore[arg-type]
+    assert full_space.num_clusters == 1  # density is uninformative in 20 dimensions
+    projected = state_clusters(states, project_dims=2, **kwargs)  # type: ignore[arg-type]
+    assert projected.num_clusters >= 2
+    first, second = set(projected.labels[:200].tolist()), set(projected.labels[200:].tolist())
+    assert not (first & second) - {NOISE}
+
+
 def test_group_normalization_eq8_by_hand() -> None:
     a0, a1, a2 = np.array([1.0, 3.0]), np.array([5.0, 7.0]), np.array([-2.0, 2.0])
     groups = np.array([0, 0, 1])
