@@ -67,7 +67,7 @@ class CGRPOConfig:
     """Upper cap on epsilon_g so that one noisy group cannot take unbounded steps."""
     advantage_delta: float = 1e-8
     """delta of Eq. 8."""
-    horizon_normalized_returns: bool = False
+    horizon_normalized_returns: bool = True
     """Rescale G_t of segments cut by a time limit or the batch end (docs/algorithm.md)."""
     use_state_clusters: bool = True
     """Eq. 6-7: baseline = mean return of the DBSCAN cluster; off: the batch mean."""
