@@ -134,7 +134,7 @@ class RunLogger:
             if curve:
                 steps, values = zip(*curve, strict=True)
                 ax.plot(steps, values, label=f"policy {policy_id + 1}")
-        ax.set_xlabel("environment steps")
+        ax.set_xlabel("environment steps (all policies)")
         ax.set_ylabel("mean episode return")
         ax.set_title(title)
         ax.grid(alpha=0.3)
