@@ -1,12 +1,12 @@
 # `make run`: set up .venv from pinned versions, then a short CGRPO training through the
-# single-process trainer on HalfCheetah-v5 (the node stack once issue 3 lands). `make test`: lint + types + the whole test suite.
+# ROS 2 node stack (learner + rollout worker processes over DDS) on HalfCheetah-v5. `make test`: lint + types + the whole test suite.
 .PHONY: run test lint bootstrap train-single
 
 bootstrap:
 	bash scripts/bootstrap.sh
 
 run: bootstrap
-	.venv/bin/cgrpo train
+	.venv/bin/cgrpo train-sim
 
 train-single: bootstrap
 	.venv/bin/cgrpo train

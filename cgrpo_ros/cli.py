@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_args(train)
     train.set_defaults(func=cmd_train)
 
+    from cgrpo_ros.stack import add_train_sim_parser
+
+    add_train_sim_parser(sub)
+
     export = sub.add_parser("export", help="checkpoint -> ONNX policy artifact")
     export.add_argument("checkpoint", type=Path)
     export.add_argument("--policy", type=int, default=0)

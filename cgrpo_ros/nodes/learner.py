@@ -1,0 +1,400 @@
+"""The `learner` node: CGRPO on the workers' trajectories; new policies back on a latched topic.
+
+Topics and services (QoS in docs/training_stack.md):
+    subscribes  /cgrpo/trajectories    std_msgs/UInt8MultiArray  trajectory frames
+    subscribes  /cgrpo/worker_status   std_msgs/String           JSON (liveness)
+    publishes   /cgrpo/policies        std_msgs/UInt8MultiArray  policy frames, transient local
+    publishes   /cgrpo/metrics         std_msgs/String           JSON, one per iteration
+    publishes   /cgrpo/learner_status  std_msgs/String           JSON, transient local, ~1 Hz
+    service     ~/save_checkpoint      std_srvs/Trigger
+    service     ~/stop                 std_srvs/Trigger          finish cleanly (exit 0)
+
+All maths and files are `TrainingSession`'s (the same as `cgrpo train`). The update runs in the
+main thread; the node spins in a background thread, so services answer during an update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from std_msgs.msg import String, UInt8MultiArray
+from std_srvs.srv import Trigger
+
+from cgrpo_ros.core.cgrpo import IterationMetrics
+from cgrpo_ros.nodes.params import (
+    BackgroundSpinner,
+    ParameterError,
+    ParamSpec,
+    StopFlag,
+    config_from_parameters,
+    config_parameter_names,
+    declare_parameters,
+    latched_qos,
+    run_node,
+)
+from cgrpo_ros.nodes.rollout_worker import (
+    LEARNER_STATUS_TOPIC,
+    POLICIES_TOPIC,
+    TRAJECTORIES_TOPIC,
+    WORKER_STATUS_TOPIC,
+)
+from cgrpo_ros.wire import (
+    DecodedTrajectory,
+    WireFormatError,
+    decode_metrics,
+    decode_trajectory,
+    encode_metrics,
+    encode_policy,
+    from_uint8_msg,
+    to_uint8_msg,
+)
+
+NODE_NAME = "learner"
+METRICS_TOPIC = "/cgrpo/metrics"
+STATUS_PERIOD_S = 1.0
+REJECT_LOG_PERIOD_S = 5.0  # one line per rejection reason at most this often
+DONE_LINGER_S = 3.0  # keep the latched `done` alive while workers read it
+
+LEARNER_PARAMS = (
+    ParamSpec("env_id", "HalfCheetah-v5", "gymnasium task id the policies are trained on."),
+    ParamSpec("variant", "full", "CGRPO variant (paper section 7).", choices=("full", "simple")),
+    ParamSpec("num_policies", 2, "N policies trained together.", (1, 1024)),
+    ParamSpec("num_groups", 2, "K k-means groups (K <= N).", (1, 1024)),
+    ParamSpec("iterations", 25, "Iterations to train (the run ends at this version).", (1, 10**9)),
+    ParamSpec("steps_per_iteration", 2048, "Steps per policy per iteration (T).", (1, 10**7)),
+    ParamSpec("seed", 0, "Seed of the CGRPO update.", (0, 2**31 - 1)),
+    ParamSpec("run_dir", "", "Run directory; empty: runs/<task>-<variant>-<time>."),
+    ParamSpec("resume", False, "Continue the run in run_dir from its latest checkpoint."),
+    ParamSpec("config_file", "", "YAML/JSON file of CGRPOConfig overrides; empty: none."),
+    ParamSpec(
+        "checkpoint_every",
+        10,
+        "Checkpoint every this many iterations.",
+        (1, 10**9),
+        read_only=False,
+    ),
+    ParamSpec(
+        "worker_timeout_s",
+        60.0,
+        "Warn when a policy's workers are silent this long [s].",
+        (0.1, 1e6),
+        read_only=False,
+    ),
+)
+DECLARED_PARAMETERS = tuple(spec.name for spec in LEARNER_PARAMS) + config_parameter_names()
+
+
+class LearnerNode(Node):
+    """Gathers one batch per policy and version; the main thread runs `train()`."""
+
+    def __init__(self, stop: StopFlag, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        from cgrpo_ros.cli import default_run_dir
+        from cgrpo_ros.training import TaskSpec, TrainingSession
+
+        self.stop = stop
+        self.params = p = declare_parameters(self, LEARNER_PARAMS)
+        config = config_from_parameters(
+            self,
+            variant=p["variant"],
+            num_policies=p["num_policies"],
+            num_groups=p["num_groups"],
+            seed=p["seed"],
+            config_file=p["config_file"],
+        )
+        run_dir = (
+            Path(p["run_dir"]) if p["run_dir"] else default_run_dir(p["env_id"], config.variant)
+        )
+        try:
+            task = TaskSpec.from_env(p["env_id"])
+        except Exception as err:  # gymnasium raises several types for an unknown id
+            raise ParameterError(f"parameter 'env_id' = {p['env_id']!r}: {err}") from None
+        try:
+            self.session = TrainingSession(
+                task=task,
+                config=config,
+                run_dir=run_dir,
+                resume=p["resume"],
+                checkpoint_every=p["checkpoint_every"],
+            )
+        except ValueError as err:  # RunDirectoryError, CheckpointError: say what to change
+            raise ParameterError(f"parameters 'run_dir'/'resume': {err}") from None
+        self.num_policies = self.session.config.num_policies
+        self.lock = threading.Condition()
+        self.session_lock = threading.Lock()  # held by update and checkpoint writes
+        self.pending: dict[int, DecodedTrajectory] = {}
+        self.rejected: Counter[str] = Counter()
+        self._reject_logged: dict[str, float] = {}
+        self.seen: dict[str, set[int]] = {}
+        self.workers: dict[str, dict[str, Any]] = {}  # worker id -> its last status
+        self.last_seen: dict[str, float] = {}  # worker id -> monotonic time of its last message
+        self.policy_seen: dict[int, float] = {}
+        self.stalled: list[int] = []
+        self.save_requested = False
+        self.done = False
+        # The version whose batches are accepted; moves on as soon as the last batch of an
+        # iteration is in, so a late batch arriving during the update counts as stale.
+        self.waiting_version = self.session.iteration
+        n = self.num_policies
+        # Latched depth n: a late or restarted worker gets the newest version of every policy.
+        self.policy_pub = self.create_publisher(UInt8MultiArray, POLICIES_TOPIC, latched_qos(n))
+        self.metrics_pub = self.create_publisher(String, METRICS_TOPIC, 10)
+        self.status_pub = self.create_publisher(String, LEARNER_STATUS_TOPIC, latched_qos(1))
+        traj_qos = QoSProfile(depth=max(10, 2 * n))  # reliable; room for every policy's batch
+        self.create_subscription(UInt8MultiArray, TRAJECTORIES_TOPIC, self.on_trajectory, traj_qos)
+        self.create_subscription(String, WORKER_STATUS_TOPIC, self.on_worker_status, 10)
+        self.create_service(Trigger, "~/save_checkpoint", self.on_save_checkpoint)
+        self.create_service(Trigger, "~/stop", self.on_stop)
+        self.create_timer(STATUS_PERIOD_S, self.publish_status)
+        self.get_logger().info(
+            f"CGRPO-{config.variant} on {p['env_id']}: {n} policies, {config.num_groups} groups, "
+            f"{p['iterations']} iterations x {p['steps_per_iteration']} steps, run dir {run_dir}"
+            + (f" (resumed at iteration {self.session.iteration})" if p["resume"] else "")
+        )
+
+    # -- callbacks (executor thread: validate, store, notify) ---------------------------------
+    def on_trajectory(self, msg: UInt8MultiArray) -> None:
+        try:
+            traj = decode_trajectory(from_uint8_msg(msg))
+        except WireFormatError as err:
+            with self.lock:
+                self._reject("malformed", str(err))
+            return
+        with self.lock:
+            reason = self._check(traj)
+            if reason is not None:
+                self._reject(*reason)
+                return
+            self.pending[traj.policy_id] = traj
+            self.lock.notify_all()
+
+    def _check(self, traj: DecodedTrajectory) -> tuple[str, str] | None:
+        """Why `traj` is refused, or None; called with the lock held."""
+        seqs = self.seen.setdefault(traj.worker_id, set())
+        if traj.seq in seqs:
+            return "duplicate", f"worker {traj.worker_id!r} sent seq {traj.seq} twice"
+        seqs.add(traj.seq)
+        now = time.monotonic()
+        self.last_seen[traj.worker_id] = now
+        if not 0 <= traj.policy_id < self.num_policies:
+            return "unknown_policy", (
+                f"policy_id {traj.policy_id} from {traj.worker_id!r}; "
+                f"allowed 0..{self.num_policies - 1}"
+            )
+        self.policy_seen[traj.policy_id] = now
+        b, task = traj.batch, self.session.task
+        if traj.task != task.env_id:
+            return (
+                "wrong_task",
+                f"task {traj.task!r} from {traj.worker_id!r}; training {task.env_id!r}",
+            )
+        got = (b.num_steps, b.obs.shape[1], b.actions.shape[1])
+        want = (self.params["steps_per_iteration"], task.obs_dim, task.act_dim)
+        if got != want:
+            return (
+                "wrong_size",
+                f"(steps, obs_dim, act_dim) = {got} from {traj.worker_id!r}; want {want}",
+            )
+        version = self.waiting_version
+        if traj.policy_version != version:
+            kind = "stale" if traj.policy_version < version else "future_version"
+            return kind, (
+                f"policy {traj.policy_id} version {traj.policy_version} from {traj.worker_id!r}; "
+                f"waiting for version {version}"
+            )
+        if traj.policy_id in self.pending:
+            return "surplus", f"a second batch of policy {traj.policy_id} version {version}"
+        return None
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.rejected[reason] += 1
+        now = time.monotonic()
+        if now - self._reject_logged.get(reason, -1e9) >= REJECT_LOG_PERIOD_S:
+            self._reject_logged[reason] = now
+            self.get_logger().warning(
+                f"rejected trajectory ({reason}, {self.rejected[reason]} so far): {detail}"
+            )
+
+    def on_worker_status(self, msg: String) -> None:
+        try:
+            status = decode_metrics(msg.data)
+            worker_id = str(status["worker_id"])[:256]
+            ids = [int(i) for i in status.get("policy_ids", [])]
+        except (WireFormatError, KeyError, TypeError, ValueError):
+            return  # liveness only; a bad status is not worth a log line
+        now = time.monotonic()
+        with self.lock:
+            self.last_seen[worker_id] = now
+            info = {k: status.get(k) for k in ("versions", "steps_per_s", "steps_total")}
+            self.workers[worker_id] = {**info, "policy_ids": ids}
+            for i in ids:
+                if 0 <= i < self.num_policies:
+                    self.policy_seen[i] = now
+
+    def on_save_checkpoint(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        # Never wait here for a running update: answer at once and save after it.
+        if self.session_lock.acquire(blocking=False):
+            try:
+                path = self.session.save_checkpoint()
+            finally:
+                self.session_lock.release()
+            resp.success, resp.message = True, f"saved {path} (iteration {self.session.iteration})"
+        else:
+            self.save_requested = True
+            resp.success, resp.message = True, "an update is running; saving right after it"
+        return resp
+
+    def on_stop(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        self.stop.set("the ~/stop service")
+        with self.lock:
+            self.lock.notify_all()
+        resp.success, resp.message = True, "stopping; the final checkpoint follows"
+        return resp
+
+    def publish_status(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            status = {
+                "iteration": self.session.iteration,
+                "iterations": self.params["iterations"],
+                "waiting_for": [i for i in range(self.num_policies) if i not in self.pending],
+                "stalled_policies": list(self.stalled),
+                "rejected": dict(self.rejected),
+                "workers": {
+                    w: {**self.workers.get(w, {}), "last_seen_s_ago": round(now - t, 2)}
+                    for w, t in self.last_seen.items()
+                },
+                "env_steps": self.session.env_steps,
+                "done": self.done,
+            }
+        self.status_pub.publish(String(data=encode_metrics(status)))
+
+    # -- main thread ----------------------------------------------------------------------------
+    def publish_policies(self) -> None:
+        version, n = self.session.iteration, self.num_policies
+        for i in range(n):
+            artifact = self.session.policy_artifact(i)
+            frame = encode_policy(artifact, policy_id=i, policy_version=version, num_policies=n)
+            self.policy_pub.publish(to_uint8_msg(frame))
+
+    def wait_for_batches(self) -> list[DecodedTrajectory] | None:
+        """One accepted batch per policy at the current version, or None when stopped."""
+        started = time.monotonic()
+        warned_at: dict[int, float] = {}
+        with self.lock:
+            for i in range(self.num_policies):
+                self.policy_seen.setdefault(i, started)
+            while not self.stop:
+                if len(self.pending) == self.num_policies:
+                    batches = [self.pending[i] for i in range(self.num_policies)]
+                    self.pending.clear()
+                    self.waiting_version += 1
+                    self.stalled = []
+                    return batches
+                self.lock.wait(timeout=0.5)
+                self._check_stalled(started, warned_at)
+        return None
+
+    def _check_stalled(self, started: float, warned_at: dict[int, float]) -> None:
+        timeout = float(self.get_parameter("worker_timeout_s").value)
+        now = time.monotonic()
+        missing = [i for i in range(self.num_policies) if i not in self.pending]
+        self.stalled = [i for i in missing if now - max(self.policy_seen[i], started) > timeout]
+        for i in self.stalled:
+            if now - warned_at.get(i, -1e9) > timeout:
+                warned_at[i] = now
+                self.get_logger().warning(
+                    f"no batch or status for policy {i} (version {self.session.iteration}) "
+                    f"for {now - max(self.policy_seen[i], started):.0f} s "
+                    f"(worker_timeout_s={timeout}); "
+                    "is its rollout_worker running? Still waiting."
+                )
+
+    def train(self) -> dict[str, Any]:
+        iterations = self.params["iterations"]
+        self.publish_policies()
+        while self.session.iteration < iterations and not self.stop:
+            trajectories = self.wait_for_batches()
+            if trajectories is None:
+                break
+            with self.session_lock:
+                self.session.checkpoint_every = int(self.get_parameter("checkpoint_every").value)
+                metrics = self.session.update([t.batch for t in trajectories])
+                if self.save_requested:
+                    self.save_requested = False
+                    self.session.save_checkpoint()
+            self.publish_policies()
+            self.publish_metrics(metrics, trajectories)
+        with self.session_lock, self.lock:
+            extra = {
+                "mode": "ros",
+                "workers": len(self.last_seen),
+                "worker_ids": sorted(self.last_seen),
+                "rejected": dict(self.rejected),
+                "stopped_by": self.stop.reason or None,
+            }
+        with self.session_lock:
+            summary = self.session.finish(extra=extra)
+        self.get_logger().info(
+            f"finished at iteration {self.session.iteration}: {self.session.env_steps} steps, "
+            f"run dir {self.session.run_dir}"
+        )
+        return summary
+
+    def publish_metrics(
+        self, metrics: IterationMetrics, trajectories: list[DecodedTrajectory]
+    ) -> None:
+        s = self.session
+        returns = [p.mean_episode_return for p in metrics.policies]
+        message = {
+            **dataclasses.asdict(metrics),
+            "env_steps": s.env_steps,
+            "wall_s": s.wall_s,
+            "env_steps_per_s": s.env_steps / max(s.wall_s, 1e-9),
+            "mean_return_per_policy": returns,
+            "workers": [t.worker_id for t in trajectories],
+        }
+        self.metrics_pub.publish(String(data=encode_metrics(message)))
+        shown = " ".join("nan" if r != r else f"{r:.1f}" for r in returns)
+        self.get_logger().info(
+            f"iteration {s.iteration}/{self.params['iterations']}: steps {s.env_steps}, "
+            f"{s.env_steps / max(s.wall_s, 1e-9):.0f} steps/s, returns [{shown}]"
+        )
+
+    def announce_done(self) -> None:
+        """Latch `done` so workers exit; linger until they left (or DONE_LINGER_S)."""
+        with self.lock:
+            self.done = True
+        self.publish_status()
+        deadline = time.monotonic() + DONE_LINGER_S
+        while time.monotonic() < deadline and self.count_publishers(TRAJECTORIES_TOPIC) > 0:
+            time.sleep(0.05)
+
+
+def _body(stop: StopFlag) -> int:
+    torch.set_num_threads(1)  # as `cgrpo train`: the workers need the other cores
+    node = LearnerNode(stop)
+    spinner = BackgroundSpinner(node)
+    try:
+        node.train()
+        node.announce_done()
+    finally:
+        spinner.stop()
+        node.destroy_node()
+    return 0
+
+
+def main(args: list[str] | None = None) -> None:
+    run_node(NODE_NAME, _body, args)
+
+
+if __name__ == "__main__":
+    main()

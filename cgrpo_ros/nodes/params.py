@@ -1,0 +1,226 @@
+"""Parameters of the training-stack nodes: declared once, with descriptors, refused loudly.
+
+Every node keeps a tuple of `ParamSpec`s; `declare_parameters` turns each into one
+`declare_parameter` call with a `ParameterDescriptor` (description, integer or float range,
+read-only where a live change would corrupt a run) and converts rclpy's exceptions into a
+`ParameterError` whose message names the parameter, the value and what is allowed.
+`run_node` is the shared `main()` body: bad parameters end the process with exit code 2 and
+one log line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+from cgrpo_ros.core.config import CGRPOConfig
+
+EXIT_BAD_PARAMETER = 2
+CGRPO_PREFIX = "cgrpo."
+# Fields a launch or CLI flag sets directly; `cgrpo.<field>` must not fight with them.
+_CONFIG_FIELDS_FROM_FLAGS = ("variant", "num_policies", "num_groups", "seed")
+
+
+class ParameterError(ValueError):
+    """A parameter value a node refuses; the message names parameter, value and range."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter: name, default, what it means and what is allowed."""
+
+    name: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None  # inclusive; int or float by the default's type
+    choices: tuple[str, ...] | None = None
+    read_only: bool = True  # most values fix the shape of a run; changing them live is unsafe
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            return "one of: " + ", ".join(self.choices)
+        if self.range is not None:
+            return f"a {type(self.default).__name__} in [{self.range[0]}, {self.range[1]}]"
+        return f"a {type(self.default).__name__}"
+
+    def descriptor(self) -> ParameterDescriptor:
+        descriptor = ParameterDescriptor(
+            description=self.description,
+            read_only=self.read_only,
+            additional_constraints=self.allowed(),
+        )
+        if self.range is not None:
+            lo, hi = self.range
+            if isinstance(self.default, bool) or not isinstance(self.default, int | float):
+                raise TypeError(f"{self.name}: a range needs a numeric default")
+            if isinstance(self.default, int):
+                descriptor.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi))]
+            else:
+                descriptor.floating_point_range = [
+                    FloatingPointRange(from_value=float(lo), to_value=float(hi))
+                ]
+        return descriptor
+
+
+def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
+    """Declare every spec on `node`; returns name -> value. Raises ParameterError."""
+    values: dict[str, Any] = {}
+    for spec in specs:
+        try:
+            value = node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+        except ParameterException as err:
+            # rclpy's message already holds the value and the range; add the fix.
+            raise ParameterError(
+                f"parameter '{spec.name}' refused: {err}. Allowed: {spec.allowed()} "
+                f"(e.g. -p {spec.name}:={spec.default!r})"
+            ) from None
+        if spec.choices is not None and value not in spec.choices:
+            raise ParameterError(
+                f"parameter '{spec.name}' = {value!r} is not allowed; use {spec.allowed()}"
+            )
+        values[spec.name] = value
+    return values
+
+
+def config_parameter_names() -> tuple[str, ...]:
+    """`cgrpo.<field>` for every CGRPOConfig field a parameter may override."""
+    fields = (f.name for f in dataclasses.fields(CGRPOConfig))
+    return tuple(
+        CGRPO_PREFIX + name
+        for name in fields
+        if name != "extra" and name not in _CONFIG_FIELDS_FROM_FLAGS
+    )
+
+
+def config_from_parameters(
+    node: Node,
+    *,
+    variant: str,
+    num_policies: int,
+    num_groups: int,
+    seed: int,
+    config_file: str = "",
+) -> CGRPOConfig:
+    """The run's CGRPOConfig: variant defaults < config_file < `cgrpo.<field>` < flags.
+
+    `cgrpo.<field>` parameters are declared without a default (dynamic typing), so only the
+    ones a user set override the variant's values.
+    """
+    from cgrpo_ros.cli import load_config_file
+
+    overrides: dict[str, Any] = {}
+    if config_file:
+        try:
+            overrides.update(load_config_file(Path(config_file)))
+        except ValueError as err:
+            raise ParameterError(f"parameter 'config_file' = {config_file!r}: {err}") from None
+    descriptor = ParameterDescriptor(
+        description="CGRPOConfig override (see cgrpo_ros/core/config.py)", dynamic_typing=True
+    )
+    for name in config_parameter_names():
+        value = node.declare_parameter(name, None, descriptor).value
+        if value is not None:
+            overrides[name.removeprefix(CGRPO_PREFIX)] = list(value) if _is_array(value) else value
+    overrides.update(num_policies=num_policies, num_groups=num_groups, seed=seed)
+    try:
+        return CGRPOConfig.for_variant(variant, **overrides)  # type: ignore[arg-type]
+    except ValueError as err:  # ConfigError names the field and its allowed range
+        raise ParameterError(f"CGRPO configuration refused: {err}") from None
+
+
+def _is_array(value: Any) -> bool:
+    return not isinstance(value, str | bytes) and hasattr(value, "__len__")
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM (or a service); the node's main loop polls or waits on it."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+        self.event.set()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+    def install_signal_handlers(self) -> None:
+        # Our own handlers instead of rclpy's: the training loop in the main thread finishes
+        # its step, writes its files and exits 0, rather than meeting a KeyboardInterrupt
+        # half-way through writing a checkpoint.
+        def handler(signum: int, _frame: Any) -> None:
+            self.set(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+def run_node(name: str, body: Callable[[StopFlag], int], args: list[str] | None = None) -> None:
+    """The shared `main()`: rclpy init, signal handling, exit codes (0 ok, 2 bad parameter)."""
+    stop = StopFlag()
+    stop.install_signal_handlers()
+    exit_code = 0
+    try:
+        with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
+            try:
+                exit_code = body(stop)
+            except ParameterError as err:
+                rclpy.logging.get_logger(name).error(str(err))
+                exit_code = EXIT_BAD_PARAMETER
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    if exit_code:
+        sys.exit(exit_code)
+
+
+class BackgroundSpinner:
+    """Spins a node in a daemon thread so the main thread may block (rclpy#1313).
+
+    Callbacks then only copy data under a lock; anything slow (collection, the CGRPO update,
+    waiting for a reply) runs in the main thread and never inside a callback.
+    """
+
+    def __init__(self, node: Node) -> None:
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.executor = SingleThreadedExecutor(context=node.context)
+        self.executor.add_node(node)
+        self.thread = threading.Thread(target=self._spin, name=f"spin-{node.get_name()}")
+        self.thread.daemon = True
+        self.thread.start()
+
+    def _spin(self) -> None:
+        with contextlib.suppress(ExternalShutdownException, KeyboardInterrupt):
+            self.executor.spin()
+
+    def stop(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.thread.join(timeout=5.0)
+
+
+def latched_qos(depth: int) -> Any:
+    """Reliable + transient local: a late or restarted subscriber gets the last `depth`."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )

@@ -1,0 +1,288 @@
+"""The `rollout_worker` node: runs some of the N policies and publishes their trajectories.
+
+Topics (QoS in docs/training_stack.md):
+    subscribes  /cgrpo/policies        std_msgs/UInt8MultiArray  policy frames (latched)
+    subscribes  /cgrpo/learner_status  std_msgs/String           JSON; `done` ends the worker
+    publishes   /cgrpo/trajectories    std_msgs/UInt8MultiArray  trajectory frames
+    publishes   /cgrpo/worker_status   std_msgs/String           JSON, about once a second
+
+Collection runs in the main thread and the node spins in a background thread (rclpy#1313):
+callbacks only store the newest policy frame under a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from functools import partial
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from std_msgs.msg import String, UInt8MultiArray
+
+from cgrpo_ros.core.buffers import RolloutBatch
+from cgrpo_ros.core.onnx_export import OnnxPolicy, PolicyArtifactError
+from cgrpo_ros.core.rollout import ActFn, RolloutCollector
+from cgrpo_ros.nodes.params import (
+    BackgroundSpinner,
+    ParameterError,
+    ParamSpec,
+    StopFlag,
+    declare_parameters,
+    latched_qos,
+    run_node,
+)
+from cgrpo_ros.wire import (
+    WireFormatError,
+    decode_metrics,
+    decode_policy,
+    encode_trajectory,
+    from_uint8_msg,
+    to_uint8_msg,
+)
+
+NODE_NAME = "rollout_worker"
+POLICIES_TOPIC = "/cgrpo/policies"
+TRAJECTORIES_TOPIC = "/cgrpo/trajectories"
+WORKER_STATUS_TOPIC = "/cgrpo/worker_status"
+LEARNER_STATUS_TOPIC = "/cgrpo/learner_status"
+STATUS_PERIOD_S = 1.0
+WARN_THROTTLE_S = 5.0
+
+WORKER_PARAMS = (
+    ParamSpec("worker_id", "", "Name in trajectory frames and status; empty: the node name."),
+    ParamSpec("policy_ids", [0], "Which of the N policies this worker runs (int array)."),
+    ParamSpec("num_policies", 2, "N, the number of policies of the run.", (1, 1024)),
+    ParamSpec("env_id", "HalfCheetah-v5", "Task id (gymnasium id; the task name for ros_robot)."),
+    ParamSpec("backend", "gymnasium", "Where steps come from.", choices=("gymnasium", "ros_robot")),
+    ParamSpec("steps_per_iteration", 2048, "Steps per policy per iteration (T).", (1, 10**7)),
+    ParamSpec("seed", 0, "Seed of the environments and of action sampling.", (0, 2**31 - 1)),
+    ParamSpec("robot_config", "", "ros_robot: robot YAML; empty: the shipped arm7.yaml."),
+    ParamSpec("control_rate_hz", 0.0, "ros_robot: command rate [Hz]; 0: the robot's.", (0.0, 1e4)),
+    ParamSpec(
+        "reset_service", "/sim_bridge/reset", "ros_robot: std_srvs/Trigger between episodes."
+    ),
+    ParamSpec("joint_states_topic", "/joint_states", "ros_robot: sensor_msgs/JointState topic."),
+    ParamSpec("lockstep", False, "ros_robot: wait for a newer joint state after each command."),
+    ParamSpec(
+        "state_timeout_s", 5.0, "ros_robot: warn when no state arrives this long.", (0.1, 600.0)
+    ),
+)
+DECLARED_PARAMETERS = tuple(spec.name for spec in WORKER_PARAMS)
+
+
+class GymBackend:
+    """In-process MuJoCo task: one RolloutCollector (own env) per policy, as `cgrpo train`."""
+
+    def __init__(self, env_id: str, seed: int, num_policies: int) -> None:
+        self.env_id, self.seed, self.num_policies = env_id, seed, num_policies
+        self.collectors: dict[int, RolloutCollector] = {}
+
+    def collect(self, policy_id: int, version: int, act: ActFn, steps: int) -> RolloutBatch:
+        from cgrpo_ros.training import make_env
+
+        if policy_id not in self.collectors:
+            # The single-process trainer's seeds, so one run is reproducible either way.
+            env_seed = self.seed * 1000 + policy_id + version * self.num_policies
+            self.collectors[policy_id] = RolloutCollector(make_env(self.env_id), seed=env_seed)
+        return self.collectors[policy_id].collect(act, steps)
+
+    def close(self) -> None:
+        for collector in self.collectors.values():
+            collector.env.close()
+
+
+class RolloutWorkerNode(Node):
+    """Keeps the newest policy frames and publishes batches; the main thread collects."""
+
+    def __init__(self, stop: StopFlag, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.stop = stop
+        p = declare_parameters(self, WORKER_PARAMS)
+        self.params = p
+        self.worker_id = p["worker_id"] or self.get_name()
+        self.policy_ids = [int(i) for i in p["policy_ids"]]
+        n = p["num_policies"]
+        if not self.policy_ids or any(not 0 <= i < n for i in self.policy_ids):
+            raise ParameterError(
+                f"parameter 'policy_ids' = {self.policy_ids} is not allowed; use a non-empty "
+                f"list of ids in [0, {n - 1}] (num_policies = {n})"
+            )
+        self.lock = threading.Condition()
+        self.newest: dict[int, tuple[int, bytes]] = {}  # policy id -> (version, onnx bytes)
+        self.acting: dict[int, int] = {}  # policy id -> version in use
+        self.learner_done = False
+        self.final_version: int | None = None
+        self.seq = time.time_ns() // 1_000_000  # ms clock: a restarted worker never reuses one
+        self.steps_total = 0
+        self.rejected_policies = 0
+        self._status_window = (time.monotonic(), 0)
+        latched = latched_qos(2 * n)  # room for every policy's newest frame, twice
+        reliable = QoSProfile(depth=max(4, 2 * len(self.policy_ids)))
+        status_qos = latched_qos(1)
+        self.create_subscription(UInt8MultiArray, POLICIES_TOPIC, self.on_policy, latched)
+        self.create_subscription(String, LEARNER_STATUS_TOPIC, self.on_learner_status, status_qos)
+        self.trajectory_pub = self.create_publisher(UInt8MultiArray, TRAJECTORIES_TOPIC, reliable)
+        self.status_pub = self.create_publisher(String, WORKER_STATUS_TOPIC, 10)
+        self.create_timer(STATUS_PERIOD_S, self.on_status_tick)
+        self.get_logger().info(
+            f"worker {self.worker_id}: policies {self.policy_ids} of {n}, backend "
+            f"{p['backend']}, task {p['env_id']}, {p['steps_per_iteration']} steps/iteration"
+        )
+
+    # -- callbacks (executor thread: copy and notify only) -----------------------------------
+    def on_policy(self, msg: UInt8MultiArray) -> None:
+        try:
+            policy = decode_policy(from_uint8_msg(msg))
+        except WireFormatError as err:
+            self.rejected_policies += 1
+            self.get_logger().warning(
+                f"rejected policy frame: {err}", throttle_duration_sec=WARN_THROTTLE_S
+            )
+            return
+        if policy.policy_id not in self.policy_ids:
+            return  # another worker's policy
+        with self.lock:
+            known = self.newest.get(policy.policy_id)
+            if known is None or policy.policy_version > known[0]:
+                self.newest[policy.policy_id] = (policy.policy_version, policy.onnx_bytes)
+                self.lock.notify_all()
+
+    def on_learner_status(self, msg: String) -> None:
+        try:
+            status = decode_metrics(msg.data)
+        except WireFormatError:
+            return
+        with self.lock:
+            if isinstance(status.get("iterations"), int):
+                # The policy published after the last update is final: nothing to collect.
+                self.final_version = status["iterations"]
+            if status.get("done") is True:
+                self.learner_done = True
+                self.lock.notify_all()
+
+    def on_status_tick(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            start, steps_then = self._status_window
+            self._status_window = (now, self.steps_total)
+            status = {
+                "worker_id": self.worker_id,
+                "backend": self.params["backend"],
+                "policy_ids": self.policy_ids,
+                "versions": {str(i): self.acting.get(i) for i in self.policy_ids},
+                "newest_versions": {str(i): v[0] for i, v in self.newest.items()},
+                "steps_total": self.steps_total,
+                "steps_per_s": round((self.steps_total - steps_then) / max(now - start, 1e-9), 1),
+                "rejected_policy_frames": self.rejected_policies,
+            }
+        self.status_pub.publish(String(data=json.dumps(status)))
+
+    # -- main thread ----------------------------------------------------------------------------
+    def next_work(self, collected: dict[int, int], timeout: float) -> list[int]:
+        """Policy ids with a version newer than the last collected one (waits up to timeout)."""
+        with self.lock:
+            self.lock.wait_for(lambda: self.learner_done or self._ready(collected), timeout=timeout)
+            return [] if self.learner_done else self._ready(collected)
+
+    def _ready(self, collected: dict[int, int]) -> list[int]:
+        last = self.final_version
+        return [
+            i
+            for i, (v, _) in self.newest.items()
+            if v > collected.get(i, -1) and (last is None or v < last)
+        ]
+
+    def publish_batch(self, batch: RolloutBatch, policy_id: int, version: int) -> None:
+        frame = encode_trajectory(
+            batch,
+            policy_id=policy_id,
+            policy_version=version,
+            worker_id=self.worker_id,
+            seq=self.seq,
+            task=self.params["env_id"],
+        )
+        self.seq += 1
+        self.trajectory_pub.publish(to_uint8_msg(frame))
+        with self.lock:
+            self.steps_total += batch.num_steps
+
+
+def collection_loop(node: RolloutWorkerNode, backend: Any) -> None:
+    """For every policy, collect T steps with its newest version and publish the batch."""
+    p = node.params
+    steps = p["steps_per_iteration"]
+    runners: dict[int, OnnxPolicy] = {}
+    rngs: dict[int, np.random.Generator] = {}
+    collected: dict[int, int] = {}
+    while not node.stop:
+        for policy_id in node.next_work(collected, timeout=0.5):
+            if node.stop:
+                return
+            with node.lock:
+                version, onnx_bytes = node.newest[policy_id]
+            if policy_id not in runners or runners[policy_id].metadata.policy_version != version:
+                runners[policy_id] = load_runner(onnx_bytes, p["env_id"], version)
+            rng = rngs.setdefault(policy_id, np.random.default_rng([p["seed"], policy_id, version]))
+            with node.lock:
+                node.acting[policy_id] = version
+            batch = backend.collect(
+                policy_id, version, partial(runners[policy_id].sample, rng=rng), steps
+            )
+            if batch is None:  # stopped mid-batch (ros_robot)
+                return
+            node.publish_batch(batch, policy_id, version)
+            collected[policy_id] = version
+        with node.lock:
+            if node.learner_done:
+                node.stop.set("the learner announced it is done")
+
+
+def load_runner(onnx_bytes: bytes, env_id: str, version: int) -> OnnxPolicy:
+    try:
+        runner = OnnxPolicy(onnx_bytes, source=f"policy frame version {version}")
+    except PolicyArtifactError as err:
+        raise ParameterError(f"the learner's policy cannot be run: {err}") from None
+    if runner.metadata.task != env_id:
+        raise ParameterError(
+            f"parameter 'env_id' = {env_id!r}, but the learner trains task "
+            f"{runner.metadata.task!r}; start both with the same env_id"
+        )
+    return runner
+
+
+def make_backend(node: RolloutWorkerNode) -> Any:
+    p = node.params
+    if p["backend"] == "gymnasium":
+        return GymBackend(p["env_id"], p["seed"], p["num_policies"])
+    from cgrpo_ros.nodes.robot_backend import RobotBackend
+
+    return RobotBackend(node, node.stop)
+
+
+def _body(stop: StopFlag) -> int:
+    node = RolloutWorkerNode(stop)
+    spinner = BackgroundSpinner(node)
+    backend = None
+    try:
+        backend = make_backend(node)
+        collection_loop(node, backend)
+        node.get_logger().info(f"stopping: {stop.reason or 'done'}")
+        node.on_status_tick()  # a last status with the final counters
+    finally:
+        if backend is not None:
+            backend.close()
+        spinner.stop()
+        node.destroy_node()
+    return 0
+
+
+def main(args: list[str] | None = None) -> None:
+    run_node(NODE_NAME, _body, args)
+
+
+if __name__ == "__main__":
+    main()

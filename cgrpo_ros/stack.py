@@ -1,0 +1,257 @@
+"""`cgrpo train-sim`: the ROS 2 training stack without `ros2 launch` (a pip install).
+
+Starts the same executables with the same parameter file as `launch/train_sim.launch.py`:
+one `learner` and `--workers` `rollout_worker` processes, each with its own DDS participant,
+talking only over topics. Ctrl-C and SIGTERM are forwarded to all of them (the learner then
+writes its final checkpoint); if one dies, all are stopped with a message saying which and
+why; the learner's log lines are the progress report; the summary is printed at the end.
+
+Only the standard library is imported at module level: `cgrpo --help` must stay fast and the
+launch files import `assign_policies` from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+PACKAGE = "cgrpo_ros"
+PARAMS_FILE = "train_sim.yaml"
+WORKER_GRACE_S = 10.0  # after the learner ends, workers leave on its `done` status
+LEARNER_STOP_TIMEOUT_S = 120.0  # an update and the final checkpoint can take a while
+TAIL_LINES = 30
+
+
+def assign_policies(num_workers: int, num_policies: int) -> list[list[int]]:
+    """Round-robin split of policy ids over workers (worker w runs w, w + W, w + 2W, ...)."""
+    if not 1 <= num_workers <= num_policies:
+        raise ValueError(
+            f"--workers={num_workers} is outside the allowed range [1, {num_policies}] "
+            f"(each worker runs at least one of the {num_policies} policies)"
+        )
+    return [list(range(w, num_policies, num_workers)) for w in range(num_workers)]
+
+
+def find_params_file(name: str = PARAMS_FILE) -> Path:
+    """config/<name> in the source tree, an ament install, or a pip install's share/."""
+    candidates = [Path(__file__).resolve().parents[1] / "config" / name]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory(PACKAGE)) / "config" / name)
+    except (ImportError, KeyError, OSError, ValueError):
+        pass  # no ament index: a pip install
+    candidates.append(Path(sys.prefix) / "share" / PACKAGE / "config" / name)
+    for path in candidates:
+        if path.is_file():
+            return path
+    tried = ", ".join(str(c) for c in candidates)
+    raise ValueError(f"parameter file {name} not found (tried {tried}); pass --params-file")
+
+
+def add_train_sim_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from cgrpo_ros.cli import add_training_args
+
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "train-sim",
+        help="train with the ROS 2 node stack (learner + rollout workers over DDS)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_training_args(parser)
+    parser.add_argument("--workers", type=int, default=1, help="rollout worker processes")
+    parser.add_argument(
+        "--params-file", type=Path, default=None, help=f"node parameters (default: {PARAMS_FILE})"
+    )
+    parser.set_defaults(func=cmd_train_sim)
+    return parser
+
+
+def _yaml_str(value: str) -> str:
+    # `-p name:=value` parses value as YAML: quote strings so "123" or "on" stay strings.
+    return json.dumps(value)
+
+
+def build_commands(
+    args: argparse.Namespace, run_dir: Path, params_file: Path
+) -> list[tuple[str, list[str]]]:
+    """(node name, argv) of the learner and every worker.
+
+    Flags become `-p <node>:<name>:=<value>`: a plain `-p` is a `/**` rule, which the
+    parameter file's own `learner:` section would override (rcl prefers the node's name).
+    """
+    common = {
+        "env_id": _yaml_str(args.env),
+        "num_policies": args.policies,
+        "steps_per_iteration": args.steps_per_iteration,
+        "seed": args.seed,
+    }
+    learner = {
+        **common,
+        "variant": args.variant,
+        "num_groups": args.groups,
+        "iterations": args.iterations,
+        "run_dir": _yaml_str(str(run_dir.resolve())),
+        "resume": "true" if args.resume else "false",
+        "checkpoint_every": args.checkpoint_every,
+    }
+    if args.config is not None:
+        learner["config_file"] = _yaml_str(str(Path(args.config).resolve()))
+    nodes = [("learner", "cgrpo_ros.nodes.learner", learner)]
+    for w, ids in enumerate(assign_policies(args.workers, args.policies)):
+        worker = {**common, "policy_ids": f"[{','.join(str(i) for i in ids)}]"}
+        nodes.append((f"rollout_worker_{w}", "cgrpo_ros.nodes.rollout_worker", worker))
+    commands = []
+    for name, module, params in nodes:
+        argv = [sys.executable, "-m", module, "--ros-args", "--params-file", str(params_file)]
+        argv += ["-r", f"__node:={name}"]
+        for key, value in params.items():
+            argv += ["-p", f"{name}:{key}:={value}"]
+        commands.append((name, argv))
+    return commands
+
+
+def stack_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Localhost-only discovery and a private domain unless the user chose otherwise."""
+    env = dict(os.environ if base is None else base)
+    if "ROS_AUTOMATIC_DISCOVERY_RANGE" not in env and "ROS_LOCALHOST_ONLY" not in env:
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    # Not the default domain 0: two runs (or a robot on the LAN) must not mix trajectories.
+    env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
+    return env
+
+
+class _Child:
+    """A node process whose output is read by a thread (a full pipe never blocks it)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], echo: bool) -> None:
+        self.name = name
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        # Own session: Ctrl-C reaches only this CLI, which forwards it exactly once.
+        self.proc = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True,
+        )  # fmt: skip
+        self.thread = threading.Thread(target=self._read, args=(echo,), daemon=True)
+        self.thread.start()
+
+    def _read(self, echo: bool) -> None:
+        stream: IO[str] | None = self.proc.stdout
+        assert stream is not None
+        for line in stream:
+            line = line.rstrip("\n")
+            self.tail.append(line)
+            # The learner's lines are the progress report; workers only speak up when wrong.
+            if echo or "[WARN]" in line or "[ERROR]" in line or "Traceback" in line:
+                print(f"[{self.name}] {line}", flush=True)
+
+    def signal(self, signum: int) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+
+    def stop(self, timeout: float) -> int:
+        self.signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"cgrpo train-sim: {self.name} ignored Ctrl-C for {timeout:.0f} s; killing it")
+            self.proc.kill()
+            self.proc.wait()
+        self.thread.join(timeout=2.0)
+        return int(self.proc.returncode)
+
+
+def cmd_train_sim(args: argparse.Namespace) -> int:
+    from cgrpo_ros.cli import check_positive, default_run_dir, print_summary
+
+    check_positive("--iterations", args.iterations)
+    check_positive("--steps-per-iteration", args.steps_per_iteration, 10**7)
+    check_positive("--checkpoint-every", args.checkpoint_every)
+    assign_policies(args.workers, args.policies)  # refuse a bad --workers before starting
+    params_file = Path(args.params_file) if args.params_file else find_params_file()
+    run_dir = Path(args.run_dir or default_run_dir(args.env, args.variant))
+    env = stack_environment()
+    print(
+        f"cgrpo train-sim: learner + {args.workers} rollout worker(s) on ROS_DOMAIN_ID="
+        f"{env['ROS_DOMAIN_ID']} ({env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'default')} "
+        f"discovery), parameters {params_file}, run directory {run_dir}",
+        flush=True,
+    )
+    interrupted: list[str] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        interrupted.append(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    children: list[_Child] = []
+    try:
+        for name, argv in build_commands(args, run_dir, params_file):
+            children.append(_Child(name, argv, env, echo=name == "learner"))
+        return _supervise(children, interrupted, run_dir, print_summary)
+    finally:
+        for child in children:
+            if child.proc.poll() is None:
+                child.stop(timeout=WORKER_GRACE_S)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _supervise(
+    children: list[_Child], interrupted: list[str], run_dir: Path, print_summary: Any
+) -> int:
+    learner, workers = children[0], children[1:]
+    forwarded = False
+    while learner.proc.poll() is None:
+        if interrupted and not forwarded:
+            forwarded = True
+            print(
+                f"cgrpo train-sim: {interrupted[0]}: stopping all nodes; the learner writes its "
+                "final checkpoint and summary",
+                flush=True,
+            )
+            for child in children:
+                child.signal(signal.SIGINT)
+        for worker in workers:
+            code = worker.proc.poll()
+            if code is not None and code != 0 and not forwarded:
+                print(
+                    f"cgrpo train-sim: {worker.name} exited with code {code}; stopping all "
+                    f"nodes. Its last output:\n  " + "\n  ".join(worker.tail),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                for child in children:
+                    child.stop(timeout=LEARNER_STOP_TIMEOUT_S)
+                return 1
+        time.sleep(0.1)
+    code = learner.stop(timeout=1.0)
+    deadline = time.monotonic() + WORKER_GRACE_S
+    for worker in workers:  # they leave on the learner's `done`; Ctrl-C only the stragglers
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        worker.stop(timeout=WORKER_GRACE_S)
+    if code != 0:
+        print(
+            f"cgrpo train-sim: the learner exited with code {code}; workers stopped. Its last "
+            "output:\n  " + "\n  ".join(learner.tail),
+            file=sys.stderr,
+        )
+        return code if code > 0 else 1
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        print_summary(run_dir, json.loads(summary_path.read_text()))
+    return 130 if interrupted else 0

@@ -1,0 +1,97 @@
+"""Train CGRPO with the ROS 2 node stack: one learner and N rollout workers (gymnasium backend).
+
+    ros2 launch cgrpo_ros train_sim.launch.py env_id:=HalfCheetah-v5 num_workers:=2
+
+Arguments left empty take their value from the parameter file (config/train_sim.yaml by
+default). The launch ends when the learner does (it finishes, is stopped through its ~/stop
+service, or fails); the workers leave on their own when the learner announces it is done.
+`cgrpo train-sim` starts the same executables with the same parameter file without launch.
+"""
+
+from pathlib import Path
+
+import yaml
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, Shutdown
+from launch.event_handlers import OnProcessExit
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "cgrpo_ros"
+# (name, default, description); "" means "the parameter file's value".
+ARGUMENTS = (
+    ("params_file", "", "Node parameter YAML (default: share/cgrpo_ros/config/train_sim.yaml)."),
+    ("env_id", "", "gymnasium task id, e.g. HalfCheetah-v5."),
+    ("num_workers", "1", "Rollout worker processes (1 .. num_policies)."),
+    ("num_policies", "", "N policies trained together."),
+    ("num_groups", "", "K k-means groups (K <= N)."),
+    ("iterations", "", "CGRPO iterations."),
+    ("steps_per_iteration", "", "Steps per policy per iteration."),
+    ("seed", "", "Seed of the update and of the environments."),
+    ("run_dir", "", "Run directory (default: runs/<task>-<variant>-<time>)."),
+    ("config_file", "", "YAML/JSON file of CGRPOConfig overrides for the learner."),
+)
+SHARED = ("env_id", "num_policies", "steps_per_iteration", "seed")  # learner and workers
+LEARNER_ONLY = ("num_groups", "iterations", "run_dir", "config_file")
+STRINGS = ("env_id", "run_dir", "config_file")
+
+
+def _file_value(params_file: str, name: str) -> object:
+    """A parameter's value in the file: the learner's section, else the `/**` section."""
+    data = yaml.safe_load(Path(params_file).read_text()) or {}
+    for section in ("learner", "/learner", "/**"):
+        value = data.get(section, {}).get("ros__parameters", {}).get(name)
+        if value is not None:
+            return value
+    raise RuntimeError(f"{params_file} does not set '{name}'; pass {name}:=...")
+
+
+def _launch_setup(context: LaunchContext) -> list:
+    from cgrpo_ros.stack import assign_policies
+
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    params_file = arg("params_file") or str(
+        Path(get_package_share_directory(PACKAGE)) / "config" / "train_sim.yaml"
+    )
+    overrides = {}
+    for name, _, _ in ARGUMENTS:
+        if name in SHARED + LEARNER_ONLY and arg(name):
+            overrides[name] = arg(name) if name in STRINGS else int(arg(name))
+    shared = {k: v for k, v in overrides.items() if k in SHARED}
+    num_policies = int(overrides.get("num_policies") or _file_value(params_file, "num_policies"))
+    learner = Node(
+        package=PACKAGE,
+        executable="learner",
+        name="learner",
+        output="screen",
+        # A dict after the file: launch_ros writes it under the node's own name, so it wins.
+        parameters=[params_file, overrides],
+    )
+    workers = [
+        Node(
+            package=PACKAGE,
+            executable="rollout_worker",
+            name=f"rollout_worker_{w}",
+            output="screen",
+            parameters=[params_file, {**shared, "policy_ids": ids}],
+        )
+        for w, ids in enumerate(assign_policies(int(arg("num_workers")), num_policies))
+    ]
+    end_with_learner = RegisterEventHandler(
+        OnProcessExit(
+            target_action=learner,
+            on_exit=[Shutdown(reason="the learner exited; see its summary.json")],
+        )
+    )
+    return [learner, *workers, end_with_learner]
+
+
+def generate_launch_description() -> LaunchDescription:
+    declared = [
+        DeclareLaunchArgument(name, default_value=default, description=description)
+        for name, default, description in ARGUMENTS
+    ]
+    return LaunchDescription([*declared, OpaqueFunction(function=_launch_setup)])

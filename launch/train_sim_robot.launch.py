@@ -1,0 +1,89 @@
+"""Train CGRPO through the `ros_robot` backend against the simulated arm (sim_bridge, lockstep).
+
+    ros2 launch cgrpo_ros train_sim_robot.launch.py iterations:=10
+
+One learner, one `rollout_worker` with `backend: ros_robot` running every policy on the
+`sim_bridge` node (task cgrpo_ros/Arm7Reach-v0), exactly as it would drive a real arm through
+`/joint_states`, `/forward_position_controller/commands` and a reset service. The launch ends
+when the learner does.
+"""
+
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, Shutdown
+from launch.event_handlers import OnProcessExit
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "cgrpo_ros"
+# (name, default, description); "" means "the parameter file's value".
+ARGUMENTS = (
+    ("params_file", "", "Node parameter YAML (default: config/train_sim_robot.yaml)."),
+    ("num_policies", "", "N policies (all run by the one worker, one after the other)."),
+    ("num_groups", "", "K k-means groups (K <= N)."),
+    ("iterations", "", "CGRPO iterations."),
+    ("steps_per_iteration", "", "Steps per policy per iteration (a multiple of 100)."),
+    ("seed", "", "Seed of the update, the goals and the action noise."),
+    ("run_dir", "", "Run directory (default: runs/<task>-<variant>-<time>)."),
+    ("config_file", "", "YAML/JSON file of CGRPOConfig overrides for the learner."),
+)
+SHARED = ("num_policies", "steps_per_iteration", "seed")
+STRINGS = ("run_dir", "config_file")
+
+
+def _launch_setup(context: LaunchContext) -> list:
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    params_file = arg("params_file") or str(
+        Path(get_package_share_directory(PACKAGE)) / "config" / "train_sim_robot.yaml"
+    )
+    overrides = {
+        name: arg(name) if name in STRINGS else int(arg(name))
+        for name, _, _ in ARGUMENTS
+        if name != "params_file" and arg(name)
+    }
+    shared = {k: v for k, v in overrides.items() if k in SHARED}
+    num_policies = overrides.get("num_policies")
+    learner = Node(
+        package=PACKAGE,
+        executable="learner",
+        name="learner",
+        output="screen",
+        parameters=[params_file, overrides],
+    )
+    # policy_ids: every policy (the file's num_policies unless overridden here).
+    worker_params: dict = dict(shared)
+    if num_policies is not None:
+        worker_params["policy_ids"] = list(range(int(num_policies)))
+    worker = Node(
+        package=PACKAGE,
+        executable="rollout_worker",
+        name="rollout_worker_0",
+        output="screen",
+        parameters=[params_file, worker_params],
+    )
+    sim = Node(
+        package=PACKAGE,
+        executable="sim_bridge",
+        name="sim_bridge",
+        output="screen",
+        parameters=[params_file, {"mode": "lockstep"}],
+    )
+    end_with_learner = RegisterEventHandler(
+        OnProcessExit(
+            target_action=learner,
+            on_exit=[Shutdown(reason="the learner exited; see its summary.json")],
+        )
+    )
+    return [sim, learner, worker, end_with_learner]
+
+
+def generate_launch_description() -> LaunchDescription:
+    declared = [
+        DeclareLaunchArgument(name, default_value=default, description=description)
+        for name, default, description in ARGUMENTS
+    ]
+    return LaunchDescription([*declared, OpaqueFunction(function=_launch_setup)])

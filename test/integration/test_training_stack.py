@@ -1,0 +1,263 @@
+"""The training stack as real processes over DDS: learner, rollout workers, `cgrpo train-sim`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ros_helpers import (
+    REPO_ROOT,
+    isolated_ros_env,
+    process_output,
+    start_node_process,
+    stop_process,
+    wait_for,
+)
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.signals import SignalHandlerOptions  # noqa: E402
+from std_msgs.msg import String, UInt8MultiArray  # noqa: E402
+
+from cgrpo_ros.core.buffers import RolloutBatch  # noqa: E402
+from cgrpo_ros.wire import encode_trajectory, to_uint8_msg  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+ENV_ID = "InvertedPendulum-v5"  # obs 4, act 1: the cheapest MuJoCo task
+PARAMS_FILE = REPO_ROOT / "config" / "train_sim.yaml"
+RUN_TIMEOUT_S = 150.0  # process start (torch, MuJoCo) + DDS discovery + updates, loaded machine
+WAIT_S = 60.0
+FAST = {"cgrpo.epochs": 1, "cgrpo.kmeans_n_init": 1}  # the loop is under test, not learning
+
+
+def node_argv(module: str, name: str, params: dict[str, Any]) -> list[str]:
+    """As `cgrpo train-sim` does: the shared parameter file, then node-specific overrides."""
+    argv = [sys.executable, "-m", module, "--ros-args", "--params-file", str(PARAMS_FILE)]
+    argv += ["-r", f"__node:={name}"]
+    for key, value in params.items():
+        argv += ["-p", f"{name}:{key}:={json.dumps(value)}"]
+    return argv
+
+
+def learner_argv(run_dir: Path, **params: Any) -> list[str]:
+    base = {"env_id": ENV_ID, "num_policies": 2, "num_groups": 2, "iterations": 2,
+            "steps_per_iteration": 128, "run_dir": str(run_dir), **FAST}  # fmt: skip
+    return node_argv("cgrpo_ros.nodes.learner", "learner", {**base, **params})
+
+
+def worker_argv(name: str, policy_ids: list[int], **params: Any) -> list[str]:
+    base = {"env_id": ENV_ID, "num_policies": 2, "steps_per_iteration": 128}
+    base.update(policy_ids=policy_ids, **params)
+    return node_argv("cgrpo_ros.nodes.rollout_worker", name, base)
+
+
+@dataclass
+class Probe:
+    node: Node
+    executor: SingleThreadedExecutor
+    worker_status: list[dict[str, Any]] = field(default_factory=list)
+    learner_status: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+    def spin(self, timeout: float) -> None:
+        self.executor.spin_once(timeout_sec=timeout)
+
+
+@pytest.fixture
+def ros_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = isolated_ros_env()
+    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
+    return env
+
+
+@pytest.fixture
+def probe(ros_env: dict[str, str]) -> Iterator[Probe]:
+    context = Context()
+    rclpy.init(
+        context=context,
+        domain_id=int(ros_env["ROS_DOMAIN_ID"]),
+        signal_handler_options=SignalHandlerOptions.NO,
+    )
+    node = Node("stack_probe", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    p = Probe(node=node, executor=executor)
+    latched = QoSProfile(
+        depth=1,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )
+
+    def keep(into: list[dict[str, Any]]) -> Any:
+        return lambda msg: into.append(json.loads(msg.data))
+
+    node.create_subscription(String, "/cgrpo/worker_status", keep(p.worker_status), 50)
+    node.create_subscription(String, "/cgrpo/learner_status", keep(p.learner_status), latched)
+    node.create_subscription(String, "/cgrpo/metrics", keep(p.metrics), 50)
+    try:
+        yield p
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def _wait_exit(proc: subprocess.Popen[bytes], probe: Probe, timeout: float) -> bool:
+    return wait_for(lambda: proc.poll() is not None, timeout, probe.spin)
+
+
+def test_learner_and_one_worker_train_and_exit_cleanly(
+    ros_env: dict[str, str], probe: Probe, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    learner = start_node_process(learner_argv(run_dir, iterations=3), ros_env)
+    worker = start_node_process(worker_argv("rollout_worker_0", [0, 1]), ros_env)
+    try:
+        finished = _wait_exit(learner, probe, RUN_TIMEOUT_S)
+        assert finished, f"learner still running:\n{process_output(learner)}"
+        assert _wait_exit(worker, probe, 20.0), f"worker kept running:\n{process_output(worker)}"
+        for _ in range(10):  # messages still queued in the probe
+            probe.spin(0.05)
+    finally:
+        codes = stop_process(learner), stop_process(worker)
+    out = process_output(learner) + process_output(worker)
+    assert codes == (0, 0), out
+    assert "Traceback" not in out, out
+    # The learner updated 3 times and said so on /cgrpo/metrics.
+    assert [m["iteration"] for m in probe.metrics] == [1, 2, 3], out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["mode"] == "ros" and summary["iterations"] == 3
+    assert summary["env_steps"] == 3 * 2 * 128 and summary["worker_ids"] == ["rollout_worker_0"]
+    assert (run_dir / "checkpoints" / "latest.ckpt").is_file()
+    assert (run_dir / "policy_0.onnx").is_file() and (run_dir / "policy_1.onnx").is_file()
+    # The worker acted with increasing policy versions (its status topic).
+    versions = [s["versions"]["0"] for s in probe.worker_status if s["versions"]["0"] is not None]
+    assert versions == sorted(versions) and len(set(versions)) >= 2, probe.worker_status
+    assert versions[-1] == 2, probe.worker_status  # the final version 3 is not collected
+    assert probe.learner_status[-1]["done"] is True
+
+
+def test_train_sim_command_with_two_workers(ros_env: dict[str, str], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run2"
+    code = (
+        "import argparse, sys\n"
+        "from cgrpo_ros.stack import add_train_sim_parser\n"
+        "p = argparse.ArgumentParser(); sub = p.add_subparsers(dest='command')\n"
+        "add_train_sim_parser(sub); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n"
+    )
+    config = tmp_path / "fast.yaml"
+    config.write_text("epochs: 1\nkmeans_n_init: 1\n")
+    argv = [sys.executable, "-c", code, "train-sim", "--env", ENV_ID, "--workers", "2",
+            "--iterations", "2", "--steps-per-iteration", "128", "--run-dir", str(run_dir),
+            "--config", str(config)]  # fmt: skip
+    env = {k: v for k, v in ros_env.items() if k != "ROS_DOMAIN_ID"}  # train-sim picks one
+    proc = subprocess.run(
+        argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "iteration 2/2" in out and "final mean return per policy" in out, out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["worker_ids"] == ["rollout_worker_0", "rollout_worker_1"], summary
+    assert summary["env_steps"] == 2 * 2 * 128
+
+
+def _batch(steps: int, obs_dim: int = 4, act_dim: int = 1) -> RolloutBatch:
+    rng = np.random.default_rng(0)
+    dones = np.zeros(steps, bool)
+    dones[steps // 2 - 1] = dones[-1] = True
+    return RolloutBatch(
+        obs=rng.standard_normal((steps, obs_dim)).astype(np.float32),
+        actions=rng.standard_normal((steps, act_dim)).astype(np.float32),
+        rewards=np.ones(steps, np.float32),
+        dones=dones,
+        terminated=np.zeros(steps, bool),
+        episode_returns=np.array([steps / 2, steps / 2]),
+        episode_lengths=np.array([steps // 2, steps // 2]),
+    )
+
+
+def test_learner_rejects_bad_trajectories_and_keeps_going(
+    ros_env: dict[str, str], probe: Probe, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run3"
+    learner = start_node_process(learner_argv(run_dir, steps_per_iteration=64), ros_env)
+    pub = probe.node.create_publisher(UInt8MultiArray, "/cgrpo/trajectories", 20)
+
+    def send(policy_id: int, version: int, seq: int, steps: int = 64, worker: str = "t") -> None:
+        frame = encode_trajectory(_batch(steps), policy_id=policy_id, policy_version=version,
+                                  worker_id=worker, seq=seq, task=ENV_ID)  # fmt: skip
+        pub.publish(to_uint8_msg(frame))
+
+    def status() -> dict[str, Any]:
+        return probe.learner_status[-1] if probe.learner_status else {}
+
+    try:
+        assert wait_for(lambda: pub.get_subscription_count() > 0 and bool(status()), WAIT_S,
+                        probe.spin), process_output(learner)  # fmt: skip
+        pub.publish(to_uint8_msg(os.urandom(300)))  # malformed
+        send(policy_id=7, version=0, seq=1)  # unknown policy
+        send(policy_id=0, version=0, seq=2, steps=32)  # wrong size
+        send(policy_id=0, version=5, seq=3)  # future version
+        send(policy_id=0, version=0, seq=4)
+        send(policy_id=1, version=0, seq=5)  # iteration 0 complete
+        assert wait_for(lambda: status().get("iteration") == 1, WAIT_S, probe.spin), process_output(
+            learner
+        )
+        send(policy_id=0, version=0, seq=6)  # stale
+        send(policy_id=1, version=1, seq=5)  # duplicate (worker, seq)
+        expected = {"malformed": 1, "unknown_policy": 1, "wrong_size": 1, "future_version": 1,
+                    "stale": 1, "duplicate": 1}  # fmt: skip
+        assert wait_for(lambda: status().get("rejected") == expected, WAIT_S, probe.spin), (
+            f"{status()}\n{process_output(learner)}"
+        )
+        assert learner.poll() is None, process_output(learner)
+        send(policy_id=0, version=1, seq=7)
+        send(policy_id=1, version=1, seq=8)  # iteration 1 complete: the run ends
+        assert _wait_exit(learner, probe, RUN_TIMEOUT_S), process_output(learner)
+    finally:
+        code = stop_process(learner)
+    out = process_output(learner)
+    assert code == 0, out
+    assert "rejected trajectory (malformed" in out and "Traceback" not in out, out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["iterations"] == 2 and summary["rejected"] == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            worker_argv("rollout_worker_0", [0], backend="turbo"),
+            ["'backend'", "turbo", "ros_robot"],
+        ),
+        (learner_argv(Path("unused"), iterations=0), ["'iterations'", "0", "[1, 1000000000]"]),
+    ],
+)
+def test_bad_parameter_is_refused_with_exit_code_2(
+    ros_env: dict[str, str], argv: list[str], expected: list[str]
+) -> None:
+    proc = start_node_process(argv, ros_env)
+    try:
+        proc.wait(timeout=WAIT_S)
+    finally:
+        code = stop_process(proc)
+    out = process_output(proc)
+    assert code == 2, out
+    assert all(e in out for e in expected) and "Traceback" not in out, out
