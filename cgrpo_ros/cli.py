@@ -1,4 +1,5 @@
-"""The `cgrpo` command: train (one process), train-sim (the ROS node stack), export, eval.
+"""The `cgrpo` command: train (one process), train-sim (the ROS node stack), deploy, export,
+eval and bench.
 
 The node-stack commands start the very executables and parameter files that the launch
 files start, for machines where `ros2 launch` is not installed (a pip-only install).
@@ -154,7 +155,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Mean return of an ONNX policy or a checkpoint's policy, deterministic actions."""
     import numpy as np
 
-    from cgrpo_ros.core.onnx_export import OnnxPolicy
+    from cgrpo_ros.core.policy_artifact import OnnxPolicy
     from cgrpo_ros.core.rollout import evaluate
     from cgrpo_ros.training import make_env
 
@@ -200,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     from cgrpo_ros.stack import add_train_sim_parser
 
     add_train_sim_parser(sub)
+    from cgrpo_ros.bench import add_bench_parser
+    from cgrpo_ros.deploy.cli_deploy import add_deploy_parser
+
+    add_deploy_parser(sub)
+
+    add_bench_parser(sub)
 
     export = sub.add_parser("export", help="checkpoint -> ONNX policy artifact")
     export.add_argument("checkpoint", type=Path)

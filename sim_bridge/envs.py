@@ -81,6 +81,14 @@ class Arm7ReachEnv(gymnasium.Env[Float32Array, Float32Array]):
         truncated = self._steps >= self.robot.reach.episode_steps
         return self._obs(), reward, False, truncated, self._info()
 
+    def observation_names(self) -> list[str]:
+        """Names of the observation entries, written into exported policies (TaskSpec)."""
+        return self.task.observation_names()
+
+    def action_names(self) -> list[str]:
+        """The joint each action entry commands, in order."""
+        return self.task.action_names()
+
     def _obs(self) -> Float32Array:
         return self.task.observation(
             self.sim.joint_positions(), self.sim.joint_velocities(), self.goal

@@ -1,0 +1,268 @@
+"""`cgrpo bench`: CGRPO-Full, CGRPO-Simple and stable-baselines3 PPO/SAC on equal terms.
+
+Same tasks, step budgets and seeds for every method; every environment step a method
+simulates while training counts against its budget (CGRPO's N policies share it). Each run
+writes one JSON file, so an interrupted sweep resumes and `--jobs 2` runs two at once.
+Metrics follow the paper's section 6.2 (docs/results.md explains each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METHODS = ("cgrpo-full", "cgrpo-simple", "ppo", "sac")
+# 90 % of these is the "expert level" of the sample-efficiency metric: D4RL's REF_MAX_SCORE
+# (Fu et al. 2020, d4rl/infos.py), the returns of its SAC expert policies on the v2 tasks.
+REFERENCE_RETURNS = {
+    "HalfCheetah-v5": 12135.0,
+    "Hopper-v5": 3234.3,
+    "Walker2d-v5": 4592.3,
+    "Ant-v5": 3879.7,
+    "InvertedPendulum-v5": 1000.0,  # the task's maximum (quick mode)
+}
+PERTURBATIONS = {"mass x0.8": (0.8, 1.0), "mass x1.2": (1.2, 1.0),
+                 "friction x0.7": (1.0, 0.7), "friction x1.3": (1.0, 1.3)}  # fmt: skip
+CGRPO_POLICIES, CGRPO_STEPS = 2, 2048
+
+
+@dataclass
+class RunSpec:
+    method: str
+    task: str
+    seed: int
+    budget_steps: int
+    eval_episodes: int = 100
+    perturbed_episodes: int = 10
+    cgrpo_steps_per_iteration: int = CGRPO_STEPS
+
+    def path(self, out: Path) -> Path:
+        return out / self.task / self.method / f"seed{self.seed}-{self.budget_steps}.json"
+
+
+@dataclass
+class RunResult:
+    method: str
+    task: str
+    seed: int
+    budget_steps: int
+    env_steps: int
+    final_return: float  # mean over eval_episodes of the final (deployed) policy
+    final_return_std: float
+    steps_to_90pct: int | None  # first curve point >= 0.9 x reference, None if never
+    reference_return: float | None
+    wall_s: float
+    env_steps_per_s: float
+    perturbed_returns: dict[str, float]
+    perturbed_ratio: float  # mean of perturbed / unperturbed return
+    curve: list[tuple[int, float]]  # (env steps, training return of the deployed policy)
+    per_policy_curves: list[list[tuple[int, float]]] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def make_perturbed_env(task: str, mass_scale: float, friction_scale: float) -> Any:
+    from cgrpo_ros.training import make_env
+
+    env = make_env(task)
+    model = env.unwrapped.model  # type: ignore[attr-defined]
+    model.body_mass[:] *= mass_scale
+    model.geom_friction[:, 0] *= friction_scale  # sliding friction
+    return env
+
+
+def evaluate_policy(act: Any, task: str, episodes: int, seed: int) -> dict[str, Any]:
+    from cgrpo_ros.core.rollout import evaluate
+
+    base = evaluate(make_perturbed_env(task, 1.0, 1.0), act, episodes, seed)
+    perturbed = {}
+    for name, (mass, friction) in PERTURBATIONS.items():
+        env = make_perturbed_env(task, mass, friction)
+        perturbed[name] = float(np.mean(evaluate(env, act, max(1, episodes // 10), seed)))
+    return {"base": base, "perturbed": perturbed}
+
+
+def steps_to_fraction(curve: list[tuple[int, float]], reference: float | None) -> int | None:
+    if reference is None:
+        return None
+    for steps, value in curve:
+        if value >= 0.9 * reference:
+            return steps
+    return None
+
+
+def run_cgrpo(spec: RunSpec, out: Path) -> tuple[Any, list[Any], list[list[Any]], int]:
+    from cgrpo_ros.core.config import CGRPOConfig
+    from cgrpo_ros.core.policy_artifact import OnnxPolicy
+    from cgrpo_ros.training import train_single_process
+
+    variant = spec.method.removeprefix("cgrpo-")
+    per_iteration = CGRPO_POLICIES * spec.cgrpo_steps_per_iteration
+    iterations = max(1, spec.budget_steps // per_iteration)
+    run_dir = spec.path(out).with_suffix("")
+    if run_dir.exists():  # a run that died half-way: start it again from scratch
+        import shutil
+
+        shutil.rmtree(run_dir)
+    config = CGRPOConfig.for_variant(
+        variant,  # type: ignore[arg-type]
+        num_policies=CGRPO_POLICIES,
+        num_groups=CGRPO_POLICIES,
+        seed=spec.seed,
+    )
+    summary = train_single_process(
+        env_id=spec.task, config=config, iterations=iterations,
+        steps_per_iteration=spec.cgrpo_steps_per_iteration, run_dir=run_dir,
+        checkpoint_every=max(1, iterations),
+    )  # fmt: skip
+    per_policy: list[list[tuple[int, float]]] = [[] for _ in range(CGRPO_POLICIES)]
+    with (run_dir / "metrics.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            value = float(row["mean_episode_return"] or "nan")
+            if not math.isnan(value):
+                per_policy[int(row["policy_id"])].append((int(row["env_steps"]), value))
+    # The deployed policy is the one with the best final training return: chosen from data
+    # already paid for, never by extra evaluation episodes.
+    finals = [x if x is not None else -math.inf for x in summary["final_return_per_policy"]]
+    chosen = int(np.argmax(finals))
+    policy = OnnxPolicy((run_dir / f"policy_{chosen}.onnx").read_bytes())
+    by_step: dict[int, float] = {}
+    for curve in per_policy:
+        for steps, value in curve:
+            by_step[steps] = max(by_step.get(steps, -math.inf), value)
+    curve = sorted(by_step.items())
+    return policy.deterministic_action, curve, per_policy, int(summary["env_steps"])
+
+
+def run_sb3(spec: RunSpec) -> tuple[Any, list[Any], int]:
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.monitor import Monitor
+
+    from cgrpo_ros.training import make_env
+
+    env = Monitor(make_env(spec.task))
+    algo_class = PPO if spec.method == "ppo" else SAC
+    model = algo_class("MlpPolicy", env, seed=spec.seed, device="cpu", verbose=0)
+    curve: list[tuple[int, float]] = []
+
+    class RecordReturns(BaseCallback):
+        def _on_step(self) -> bool:
+            for info in self.locals.get("infos", []):
+                if "episode" in info:
+                    recent = [*env.get_episode_rewards()[-10:]]
+                    curve.append((self.num_timesteps, float(np.mean(recent))))
+            return True
+
+    model.learn(total_timesteps=spec.budget_steps, callback=RecordReturns())
+
+    def act(obs: Any) -> Any:
+        return model.predict(obs, deterministic=True)[0]
+
+    return act, curve, int(model.num_timesteps)
+
+
+def run_one(spec: RunSpec, out: Path) -> Path:
+    """Train one method on one task and seed, evaluate it, write its JSON file."""
+    import torch
+
+    from cgrpo_ros.run_logging import versions
+
+    path = spec.path(out)
+    if path.exists():
+        return path
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    per_policy: list[list[Any]] = []
+    if spec.method.startswith("cgrpo-"):
+        act, curve, per_policy, env_steps = run_cgrpo(spec, out)
+    elif spec.method in ("ppo", "sac"):
+        act, curve, env_steps = run_sb3(spec)
+    else:
+        raise ValueError(f"method={spec.method!r} is not one of {METHODS}")
+    wall_s = time.perf_counter() - started
+    evaluation = evaluate_policy(act, spec.task, spec.eval_episodes, seed=10_000 + spec.seed)
+    base = float(np.mean(evaluation["base"]))
+    ratios = [v / base for v in evaluation["perturbed"].values()] if base != 0 else [math.nan]
+    reference = REFERENCE_RETURNS.get(spec.task)
+    result = RunResult(
+        method=spec.method, task=spec.task, seed=spec.seed, budget_steps=spec.budget_steps,
+        env_steps=env_steps, final_return=base,
+        final_return_std=float(np.std(evaluation["base"])),
+        steps_to_90pct=steps_to_fraction(curve, reference), reference_return=reference,
+        wall_s=round(wall_s, 1), env_steps_per_s=round(env_steps / wall_s, 1),
+        perturbed_returns=evaluation["perturbed"], perturbed_ratio=float(np.mean(ratios)),
+        curve=curve, per_policy_curves=per_policy, versions=versions(),
+    )  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(result), indent=1))
+    tmp.replace(path)  # a result file is complete or absent
+    return path
+
+
+def load_results(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("*/*/seed*.json"))]
+
+
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "bench", help="CGRPO vs stable-baselines3 on equal budgets (resumable sweep)"
+    )
+    parser.add_argument("--methods", nargs="+", default=["cgrpo-full", "cgrpo-simple", "ppo"])
+    parser.add_argument("--tasks", nargs="+", default=["HalfCheetah-v5"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--budget", type=int, default=1_000_000, help="env steps per run")
+    parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (one core each)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/compare"))
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny budgets on InvertedPendulum-v5 (tests)"
+    )
+    parser.add_argument(
+        "--report", type=Path, default=None, metavar="DOCS_DIR",
+        help="only collect the finished runs into DOCS_DIR/results.json and figures",
+    )  # fmt: skip
+    parser.set_defaults(func=cmd_bench)
+    return parser
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    for method in args.methods:
+        if method not in METHODS:
+            raise ValueError(f"--methods: {method!r} is not one of {', '.join(METHODS)}")
+    if not 1 <= args.jobs <= 64:
+        raise ValueError(f"--jobs={args.jobs} is outside the allowed range [1, 64]")
+    if args.report is not None:
+        from cgrpo_ros.bench_report import markdown_table, write_report
+
+        print(markdown_table(write_report(args.out, args.report)))
+        return 0
+    steps = CGRPO_STEPS
+    if args.quick:
+        args.tasks, args.budget, args.eval_episodes = ["InvertedPendulum-v5"], 4096, 3
+        steps = 512
+    specs = [
+        RunSpec(m, t, s, args.budget, args.eval_episodes, max(1, args.eval_episodes // 10), steps)
+        for t in args.tasks
+        for s in args.seeds
+        for m in args.methods
+    ]
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for path in pool.map(run_one, specs, [args.out] * len(specs)):
+            print(f"done: {path}", flush=True)
+    rows = load_results(args.out)
+    print(json.dumps([{k: r[k] for k in ROW_KEYS} for r in rows], indent=1))
+    return 0
+
+
+ROW_KEYS = ("method", "task", "seed", "budget_steps", "env_steps", "final_return",
+            "steps_to_90pct", "wall_s", "env_steps_per_s", "perturbed_ratio")  # fmt: skip

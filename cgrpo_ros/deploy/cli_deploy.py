@@ -1,0 +1,138 @@
+"""`cgrpo deploy`: the deploy.launch.py stack on a machine without `ros2 launch`.
+
+Starts the same executables with the same parameter file (config/deploy.yaml) and the same
+overrides as launch/deploy.launch.py, each as its own process; forwards Ctrl-C; when one
+process dies, stops the others and says which one died and with what exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+STOP_TIMEOUT_S = 10.0
+POLL_S = 0.2
+
+
+def default_params_file() -> Path:
+    """config/deploy.yaml of the source tree, else of an ament install's share directory."""
+    source = Path(__file__).resolve().parents[2] / "config" / "deploy.yaml"
+    if source.is_file():
+        return source
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("cgrpo_ros")) / "config" / "deploy.yaml"
+    except (ImportError, KeyError, OSError, ValueError):
+        return source  # refused in cmd_deploy with this path
+
+
+def add_deploy_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "deploy", help="run policy_server (and sim_bridge with --use-sim), like deploy.launch.py"
+    )
+    parser.add_argument("model", type=Path, help="ONNX policy file (cgrpo export)")
+    parser.add_argument("--robot-config", type=Path, default=None, help="robot YAML")
+    parser.add_argument("--controller-name", default=None, help="/<name>/commands")
+    parser.add_argument("--control-rate-hz", type=float, default=None)
+    parser.add_argument("--params-file", type=Path, default=None, help="default: deploy.yaml")
+    parser.add_argument("--use-sim", action="store_true", help="also start sim_bridge")
+    parser.add_argument(
+        "-p", dest="extra", action="append", default=[], help="extra policy_server name:=value"
+    )
+    parser.set_defaults(func=cmd_deploy)
+    return parser
+
+
+def build_commands(args: argparse.Namespace) -> dict[str, list[str]]:
+    """argv per process: the launch file's parameters, as --ros-args."""
+    params_file = args.params_file or default_params_file()
+    if not Path(params_file).is_file():
+        raise ValueError(f"parameter file {params_file} not found (--params-file)")
+    if not Path(args.model).is_file():
+        raise ValueError(f"policy model {args.model} not found")
+    server = ["--params-file", str(params_file), "-p", f"model_path:={Path(args.model).resolve()}"]
+    sim = ["-p", "mode:=realtime"]
+    if args.robot_config is not None:
+        server += ["-p", f"robot_config:={Path(args.robot_config).resolve()}"]
+        sim += ["-p", f"robot_config:={Path(args.robot_config).resolve()}"]
+    if args.controller_name is not None:
+        server += ["-p", f"controller_name:={args.controller_name}"]
+    if args.control_rate_hz is not None:
+        server += ["-p", f"control_rate_hz:={float(args.control_rate_hz)!r}"]
+    for item in args.extra:
+        server += ["-p", item]
+    python = [sys.executable, "-m"]
+    commands = {"policy_server": [*python, "cgrpo_ros.nodes.policy_server", "--ros-args", *server]}
+    if args.use_sim:
+        commands = {"sim_bridge": [*python, "sim_bridge.node", "--ros-args", *sim], **commands}
+    return commands
+
+
+def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGINT (what Ctrl-C sends) to every process still running, then SIGKILL if needed."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for name, proc in procs.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"cgrpo deploy: {name} did not stop on SIGINT; killing it", file=sys.stderr)
+            proc.kill()
+            proc.wait()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (systemd, docker stop) stops the nodes like Ctrl-C
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    commands = build_commands(args)
+    signal.signal(signal.SIGTERM, _interrupt)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, argv in commands.items():
+            procs[name] = subprocess.Popen(argv)
+            print(f"cgrpo deploy: started {name} (pid {procs[name].pid})", file=sys.stderr)
+        while True:
+            for name, proc in procs.items():
+                code = proc.poll()
+                if code is not None:
+                    others = [n for n in procs if n != name]
+                    print(
+                        f"cgrpo deploy: {name} exited with code {code}; stopping {others}",
+                        file=sys.stderr,
+                    )
+                    stop_all(procs)
+                    return code if code > 0 else 1
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        # The terminal sent SIGINT to the whole group; forward it anyway (e.g. `kill -INT`).
+        print("cgrpo deploy: interrupted; stopping all nodes", file=sys.stderr)
+        stop_all(procs)
+        codes = {name: proc.returncode for name, proc in procs.items()}
+        return 0 if all(c == 0 for c in codes.values()) else 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry (`python -m cgrpo_ros.deploy.cli_deploy MODEL ...`)."""
+    parser = argparse.ArgumentParser(prog="cgrpo")
+    add_deploy_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["deploy", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return cmd_deploy(args)
+    except ValueError as exc:
+        print(f"cgrpo deploy: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Observation vectors from `/joint_states` by joint name, and model-versus-robot validation.
+
+No ROS here: the policy server passes a JointState's `name`, `position` and `velocity`
+sequences. Joints are looked up by name, never by message index, because drivers publish
+joints in their own order and may add joints the policy never saw (grippers, wheels).
+Mismatched observation layout or joint order between training and deployment is the most
+reported failure of sim-to-real stacks (rl_sar #138, unitree_rl_lab #82), so every mismatch
+is an error that names the joint or the field.
+
+Observation names (docs/architecture.md): `joint_pos/<joint>`, `joint_vel/<joint>`,
+`goal/<i>`. The normalisation lives inside the ONNX graph, so the raw values are used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from cgrpo_ros.core.policy_artifact import PolicyMetadata
+from sim_bridge.robot_config import RobotConfig
+
+Float32Array = npt.NDArray[np.float32]
+SUPPORTED_OBS_LAYOUT_VERSION = 1
+# Metadata stores bounds that went through float32 (the gymnasium Box): -2.8973 comes back as
+# -2.897300004959106. This tolerance accepts that rounding and nothing a joint could notice.
+BOUND_TOLERANCE = 1e-5
+
+
+class ObservationError(ValueError):
+    """A joint state (or goal) from which no observation can be built; says what is wrong."""
+
+
+class NonFiniteObservationError(ObservationError):
+    """A NaN or Inf in a value the policy needs (counted apart from missing joints)."""
+
+
+class InputKind(StrEnum):
+    JOINT_POSITION = "joint_pos"
+    JOINT_VELOCITY = "joint_vel"
+    GOAL = "goal"
+
+
+@dataclass(frozen=True)
+class ObservationInput:
+    """One observation entry: what it reads (joint name or goal index)."""
+
+    kind: InputKind
+    key: str  # joint name, or the goal index as text
+
+    @staticmethod
+    def parse(name: str) -> ObservationInput:
+        kind, sep, key = name.partition("/")
+        if not sep or not key or kind not in {k.value for k in InputKind}:
+            raise ValueError(
+                f"observation name {name!r} is not one this server can build; allowed: "
+                "joint_pos/<joint>, joint_vel/<joint>, goal/<i>"
+            )
+        if kind == InputKind.GOAL and not key.isdigit():
+            raise ValueError(f"observation name {name!r}: the goal index must be an integer")
+        return ObservationInput(InputKind(kind), key)
+
+
+def parse_obs_names(obs_names: Sequence[str], joint_names: Sequence[str]) -> list[ObservationInput]:
+    """Parse a layout; unknown kinds, unknown joints, duplicates and goal gaps are errors."""
+    if len(set(obs_names)) != len(obs_names):
+        dupes = sorted({n for n in obs_names if list(obs_names).count(n) > 1})
+        raise ValueError(f"observation names repeat: {dupes}")
+    inputs = [ObservationInput.parse(n) for n in obs_names]
+    known = set(joint_names)
+    for name, item in zip(obs_names, inputs, strict=True):
+        if item.kind != InputKind.GOAL and item.key not in known:
+            raise ValueError(
+                f"observation {name!r} names joint {item.key!r}, which the robot config does "
+                f"not have (joints: {list(joint_names)})"
+            )
+    goal_indices = sorted(int(i.key) for i in inputs if i.kind == InputKind.GOAL)
+    if goal_indices != list(range(len(goal_indices))):
+        raise ValueError(f"goal inputs are {goal_indices}; expected goal/0 .. goal/{{n-1}}")
+    return inputs
+
+
+class ObservationBuilder:
+    """Builds the policy's observation from joint states by joint name, plus the goal."""
+
+    def __init__(
+        self,
+        obs_names: Sequence[str],
+        joint_names_from_config: Sequence[str],
+        *,
+        position_lower: npt.ArrayLike | None = None,
+        position_upper: npt.ArrayLike | None = None,
+    ) -> None:
+        """`position_lower/upper` (per config joint) clip positions as the training task
+        does (ReachTask.observation): MuJoCo's soft limits let a joint sit ~1e-3 rad outside.
+        """
+        self.obs_names = list(obs_names)
+        self.joint_names = list(joint_names_from_config)
+        self.inputs = parse_obs_names(self.obs_names, self.joint_names)
+        self.goal_size = sum(1 for i in self.inputs if i.kind == InputKind.GOAL)
+        self.required_joints = sorted(
+            {i.key for i in self.inputs if i.kind != InputKind.GOAL}, key=self.joint_names.index
+        )
+        self.needs_velocity = any(i.kind == InputKind.JOINT_VELOCITY for i in self.inputs)
+        n = len(self.joint_names)
+        low = np.full(n, -np.inf) if position_lower is None else np.asarray(position_lower, float)
+        high = np.full(n, np.inf) if position_upper is None else np.asarray(position_upper, float)
+        if low.shape != (n,) or high.shape != (n,):
+            raise ValueError(f"position bounds need {n} values each (one per config joint)")
+        self._clip = {j: (low[k], high[k]) for k, j in enumerate(self.joint_names)}
+
+    def check_goal(self, goal: npt.ArrayLike) -> Float32Array:
+        """The goal as float32, or ObservationError saying what is wrong with it."""
+        values = np.asarray(goal, dtype=np.float64).reshape(-1)
+        if values.size != self.goal_size:
+            raise ObservationError(
+                f"goal has {values.size} values {values.tolist()}; the policy needs "
+                f"{self.goal_size} (goal/0 .. goal/{self.goal_size - 1})"
+            )
+        if not np.isfinite(values).all():
+            raise NonFiniteObservationError(f"goal {values.tolist()} is not finite")
+        return values.astype(np.float32)
+
+    def positions_by_name(
+        self, names: Sequence[str], positions: Sequence[float]
+    ) -> dict[str, float]:
+        """Positions of the config joints present in a message (for the hold pose)."""
+        if len(positions) < len(names):
+            raise ObservationError(
+                f"joint_states has {len(names)} names but {len(positions)} positions"
+            )
+        index = {name: k for k, name in enumerate(names)}
+        return {j: float(positions[index[j]]) for j in self.joint_names if j in index}
+
+    def build(
+        self,
+        names: Sequence[str],
+        positions: Sequence[float],
+        velocities: Sequence[float],
+        goal: npt.ArrayLike | None,
+    ) -> Float32Array:
+        """The observation vector in the model's order; ObservationError if it cannot be."""
+        index = {name: k for k, name in enumerate(names)}
+        missing = [j for j in self.required_joints if j not in index]
+        if missing:
+            raise ObservationError(
+                f"joint_states lacks joint(s) {missing} that the policy observes "
+                f"(message joints: {list(names)})"
+            )
+        if len(positions) < len(names):
+            raise ObservationError(
+                f"joint_states has {len(names)} names but {len(positions)} positions"
+            )
+        if self.needs_velocity and len(velocities) < len(names):
+            raise ObservationError(
+                f"joint_states has {len(names)} names but {len(velocities)} velocities; the "
+                "policy observes joint velocities"
+            )
+        goal_values: Float32Array | None = None
+        if self.goal_size:
+            if goal is None:
+                raise ObservationError(
+                    f"no goal set; the policy needs {self.goal_size} goal values "
+                    "(parameter 'goal' or the ~/goal topic)"
+                )
+            goal_values = self.check_goal(goal)
+        out = np.empty(len(self.inputs), dtype=np.float32)
+        for k, item in enumerate(self.inputs):
+            if item.kind == InputKind.GOAL:
+                assert goal_values is not None
+                out[k] = goal_values[int(item.key)]
+                continue
+            source = positions if item.kind == InputKind.JOINT_POSITION else velocities
+            value = float(source[index[item.key]])
+            if not math.isfinite(value):
+                raise NonFiniteObservationError(
+                    f"joint_states {item.kind.value} of {item.key!r} is {value}"
+                )
+            if item.kind == InputKind.JOINT_POSITION:
+                low, high = self._clip[item.key]
+                value = min(max(value, low), high)
+            out[k] = value
+        return out
+
+
+def validate_policy_against_robot(meta: PolicyMetadata, robot: RobotConfig) -> list[str]:
+    """Every difference between a policy's metadata and the robot config, for people.
+
+    Empty list: the policy can drive this robot. Checked: action size, joint names and their
+    order, the observation layout (names the server can build from this robot), and that
+    the action bounds lie within the joint position limits.
+    """
+    problems: list[str] = []
+    joints = list(robot.joint_names)
+    actions = list(meta.action_names)
+    if meta.act_dim != robot.num_joints:
+        problems.append(
+            f"action size: the model commands {meta.act_dim} joints, the robot config has "
+            f"{robot.num_joints}"
+        )
+    missing = [j for j in joints if j not in actions]
+    extra = [a for a in actions if a not in joints]
+    if missing:
+        problems.append(f"joints in the robot config that the model does not command: {missing}")
+    if extra:
+        problems.append(f"model actions that are not joints of the robot config: {extra}")
+    if not missing and not extra and actions != joints:
+        problems.append(f"joint order differs: model actions {actions}, robot config {joints}")
+    if meta.obs_layout_version != SUPPORTED_OBS_LAYOUT_VERSION:
+        problems.append(
+            f"observation layout version {meta.obs_layout_version}; this server builds "
+            f"version {SUPPORTED_OBS_LAYOUT_VERSION}"
+        )
+    try:
+        parse_obs_names(meta.obs_names, joints)
+    except ValueError as err:
+        problems.append(f"observation layout: {err}")
+    if actions == joints:
+        for j, name in enumerate(joints):
+            low, high = meta.action_low[j], meta.action_high[j]
+            lower, upper = robot.position_lower[j], robot.position_upper[j]
+            if low < lower - BOUND_TOLERANCE or high > upper + BOUND_TOLERANCE:
+                problems.append(
+                    f"action bounds of {name!r} [{low}, {high}] exceed the joint limits "
+                    f"[{lower}, {upper}] of the robot config"
+                )
+    return problems

@@ -1,0 +1,112 @@
+"""A loaded, validated policy ready for the control loop, and tick timing statistics (no ROS).
+
+`load_policy_runtime` is the one gate a model passes at start-up and on hot reload: the ONNX
+file is read and checked against its own metadata (OnnxPolicy) and against the robot config
+(validate_policy_against_robot); any problem raises PolicyArtifactError listing every
+difference, so the node can refuse to start, or refuse the reload, with that message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from cgrpo_ros.core.policy_artifact import OnnxPolicy, PolicyArtifactError
+from cgrpo_ros.deploy.observation import ObservationBuilder, validate_policy_against_robot
+from sim_bridge.robot_config import RobotConfig
+
+
+@dataclass(frozen=True)
+class PolicyRuntime:
+    """Policy and observation builder swapped together, as one reference, between ticks."""
+
+    policy: OnnxPolicy
+    builder: ObservationBuilder
+    path: str
+
+    def describe(self) -> dict[str, object]:
+        meta = self.policy.metadata
+        return {
+            "path": self.path,
+            "policy_id": meta.policy_id,
+            "policy_version": meta.policy_version,
+            "task": meta.task,
+            "config_hash": meta.config_hash[:12],
+        }
+
+
+def load_policy_runtime(path: str | Path, robot: RobotConfig) -> PolicyRuntime:
+    """Load and validate; PolicyArtifactError names the file and every difference."""
+    if not str(path):
+        raise PolicyArtifactError(
+            "parameter 'model_path' is empty; pass the ONNX policy, e.g. "
+            "-p model_path:=runs/<run>/best.onnx (cgrpo export writes one)"
+        )
+    file = Path(path)
+    if not file.is_file():
+        raise PolicyArtifactError(f"policy model {file} does not exist (parameter 'model_path')")
+    policy = OnnxPolicy.from_file(file)
+    problems = validate_policy_against_robot(policy.metadata, robot)
+    if problems:
+        listing = "\n  - ".join(problems)
+        raise PolicyArtifactError(
+            f"policy model {file} does not match the robot config {robot.name!r}:\n  - {listing}"
+        )
+    builder = ObservationBuilder(
+        policy.metadata.obs_names,
+        robot.joint_names,
+        position_lower=robot.lower,
+        position_upper=robot.upper,
+    )
+    # One inference now: a graph that loads but fails to run is refused here, not at a tick.
+    probe = policy.action_mean(np.zeros(policy.metadata.obs_dim, dtype=np.float32))
+    if probe.shape != (policy.metadata.act_dim,):
+        raise PolicyArtifactError(
+            f"policy model {file} returned an action of shape {probe.shape}; expected "
+            f"({policy.metadata.act_dim},)"
+        )
+    return PolicyRuntime(policy=policy, builder=builder, path=str(file))
+
+
+class WindowStats:
+    """Percentiles over the last `size` samples (control periods, inference times)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+        self.count = 0
+        self.maximum = 0.0
+
+    def add(self, value: float) -> None:
+        self._values.append(value)
+        self.count += 1
+        self.maximum = max(self.maximum, value)
+
+    def summary(self, scale: float = 1e3, digits: int = 4) -> dict[str, float | int]:
+        """p50/p99/max (of all samples), scaled (seconds -> ms by default)."""
+        if not self._values:
+            return {"count": 0}
+        values: npt.NDArray[np.float64] = np.asarray(self._values, dtype=np.float64)
+        p50, p99 = np.percentile(values, [50, 99])
+        return {
+            "count": self.count,
+            "p50": round(float(p50) * scale, digits),
+            "p99": round(float(p99) * scale, digits),
+            "max": round(self.maximum * scale, digits),
+        }
+
+
+def timed_action(
+    runtime: PolicyRuntime, obs: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.float64], float]:
+    """Deterministic action (clipped to the model's bounds; NaN stays NaN) and seconds taken."""
+    start = time.perf_counter()
+    mean = runtime.policy.action_mean(obs)
+    elapsed = time.perf_counter() - start
+    # np.clip keeps NaN, so a broken output is still caught by the caller's finiteness check.
+    action = np.clip(mean, runtime.policy.action_low, runtime.policy.action_high)
+    return np.asarray(action, dtype=np.float64), elapsed

@@ -1,0 +1,415 @@
+"""The `policy_server` node: a trained ONNX policy driving an arm at a fixed control rate.
+
+Topics and services (docs/deploy.md):
+    subscribes  /joint_states                     sensor_msgs/JointState (by joint name)
+    subscribes  ~/goal                            std_msgs/Float64MultiArray (goal/<i> inputs)
+    publishes   /<controller_name>/commands       std_msgs/Float64MultiArray (joint positions)
+    publishes   <trajectory_topic> (optional)     trajectory_msgs/JointTrajectory; header.stamp
+                                                  = stamp of the joint state it was computed from
+    publishes   ~/status                          std_msgs/String (JSON, see docs/deploy.md)
+    services    ~/enable (SetBool), ~/estop, ~/reset_estop, ~/reload (Trigger)
+
+The maths is in cgrpo_ros/deploy: observation.py (by-name observations, validation),
+command_gate.py (modes, holds, blend-in, rate limiting), policy_runtime.py (load + validate).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Duration
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from cgrpo_ros.core.policy_artifact import PolicyArtifactError
+from cgrpo_ros.deploy.command_gate import CommandGate, HoldReason, Mode
+from cgrpo_ros.deploy.observation import NonFiniteObservationError, ObservationError
+from cgrpo_ros.deploy.policy_runtime import (
+    PolicyRuntime,
+    WindowStats,
+    load_policy_runtime,
+    timed_action,
+)
+from sim_bridge.robot_config import RobotConfig, default_robot_config_path, load_robot_config
+
+NODE_NAME = "policy_server"
+EXIT_REFUSED_TO_START = 2
+WARN_THROTTLE_S = 2.0
+
+
+def _default_robot_config() -> str:
+    try:
+        return str(default_robot_config_path())
+    except FileNotFoundError:
+        return ""  # refused at start with the paths that were tried
+
+
+# (name, default, description, floating-point range or None, read_only). Declared once, here;
+# test/unit/test_deploy_launch_static.py checks config/deploy.yaml against this tuple.
+DECLARED_PARAMETERS: tuple[tuple[str, Any, str, tuple[float, float] | None, bool], ...] = (
+    ("model_path", "", "ONNX policy file; ~/reload re-reads this path.", None, False),
+    ("robot_config", "<package>/config/robots/arm7.yaml", "Robot YAML.", None, True),
+    ("control_rate_hz", 0.0, "Control rate [Hz]; 0 = the robot config's.", (0.0, 2000.0), True),
+    ("controller_name", "", "Commands on /<name>/commands; '' = robot config's.", None, True),
+    ("blend_time_s", 2.0, "Blend from the current pose to the policy [s].", (0.0, 60.0), False),
+    ("observation_timeout_s", 0.1, "Hold when joint_states is older [s].", (0.001, 10.0), True),
+    ("goal", Parameter.Type.DOUBLE_ARRAY, "Goal inputs goal/<i> (also ~/goal).", None, False),
+    ("publish_trajectory", False, "Also publish trajectory_msgs/JointTrajectory.", None, True),
+    ("trajectory_topic", "/joint_trajectory_controller/joint_trajectory", "", None, True),
+    ("publish_when_disabled", True, "false: silent while disabled.", None, True),
+    ("status_rate_hz", 5.0, "Rate of ~/status [Hz].", (0.1, 100.0), True),
+)
+
+
+class StartupError(RuntimeError):
+    """The node refuses to start; the message says what to fix (no traceback)."""
+
+
+@dataclass
+class LatestJointState:
+    """The newest /joint_states message, as the control tick reads it."""
+
+    names: list[str]
+    positions: list[float]
+    velocities: list[float]
+    stamp_ns: int
+    received: float  # time.monotonic() at arrival: the watchdog's clock
+
+
+class PolicyServerNode(Node):
+    """Serves one ONNX policy: observations by joint name in, limited joint commands out."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        p = self._declare_parameters()
+        self.robot = self._load_robot(str(p["robot_config"]))
+        try:
+            self.runtime: PolicyRuntime = load_policy_runtime(str(p["model_path"]), self.robot)
+        except PolicyArtifactError as err:
+            raise StartupError(f"refusing to start: {err}") from None
+        self.goal: np.ndarray | None = None
+        if p["goal"] is not None:
+            self.goal = self._checked_goal(list(p["goal"]), self.runtime)
+        rate = float(p["control_rate_hz"]) or self.robot.control_rate_hz
+        self.dt = 1.0 / rate
+        self.timeout_s = float(p["observation_timeout_s"])
+        self.publish_when_disabled = bool(p["publish_when_disabled"])
+        self.gate = CommandGate(
+            lower=self.robot.lower,
+            upper=self.robot.upper,
+            velocity_limit=self.robot.velocity_limit,
+            acceleration_limit=self.robot.acceleration_limit,
+            dt=self.dt,
+            blend_time_s=float(p["blend_time_s"]),
+        )
+        self.latest: LatestJointState | None = None
+        self.faults: dict[str, int] = {"joint_states_rejected": 0, "reloads_refused": 0}
+        self.reloads = 0
+        self.commands_published = 0
+        self.last_error = ""
+        self.periods, self.jitter = WindowStats(), WindowStats()
+        self.inference, self.compute = WindowStats(), WindowStats()
+        self._last_tick: float | None = None
+
+        controller = str(p["controller_name"]) or self.robot.controller_name
+        self.command_topic = f"/{controller}/commands"
+        self.command_pub = self.create_publisher(Float64MultiArray, self.command_topic, 10)
+        self.trajectory_pub = None
+        if p["publish_trajectory"]:
+            topic = str(p["trajectory_topic"])
+            self.trajectory_pub = self.create_publisher(JointTrajectory, topic, 10)
+        self.status_pub = self.create_publisher(String, "~/status", 10)
+        self.create_subscription(JointState, "/joint_states", self.on_joint_state, 10)
+        self.create_subscription(Float64MultiArray, "~/goal", self.on_goal, 10)
+        self.create_service(SetBool, "~/enable", self.on_enable_request)
+        self.create_service(Trigger, "~/estop", self.on_estop_request)
+        self.create_service(Trigger, "~/reset_estop", self.on_reset_estop_request)
+        # Loading a model takes tens of ms: its own group, so ticks go on meanwhile.
+        self.reload_srv = self.create_service(
+            Trigger,
+            "~/reload",
+            self.on_reload_request,
+            callback_group=MutuallyExclusiveCallbackGroup(),
+        )
+        self.add_on_set_parameters_callback(self.on_set_parameters)
+        self.control_timer = self.create_timer(self.dt, self.on_control_tick)
+        self.status_timer = self.create_timer(1.0 / float(p["status_rate_hz"]), self.publish_status)
+        self.get_logger().info(
+            f"serving {self.runtime.path} (policy {self.runtime.policy.metadata.policy_id} "
+            f"v{self.runtime.policy.metadata.policy_version}) at {rate} Hz on "
+            f"{self.command_topic}; DISABLED until ~/enable, holding the first joint state"
+        )
+
+    # -- parameters and start-up ---------------------------------------------------------------
+    def _declare_parameters(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, default, description, limits, read_only in DECLARED_PARAMETERS:
+            descriptor = ParameterDescriptor(description=description, read_only=read_only)
+            if limits is not None:
+                low, high = limits
+                descriptor.floating_point_range = [
+                    FloatingPointRange(from_value=low, to_value=high)
+                ]
+            if name == "robot_config":
+                default = _default_robot_config()
+            try:
+                values[name] = self.declare_parameter(name, default, descriptor).value
+            except ParameterException as err:
+                allowed = f"a number in [{limits[0]}, {limits[1]}]" if limits else "its type"
+                raise StartupError(
+                    f"refusing to start: parameter '{name}' refused: {err}. Allowed: {allowed}"
+                ) from None
+        return values
+
+    def _load_robot(self, path: str) -> RobotConfig:
+        try:
+            return load_robot_config(path or None)
+        except (OSError, ValueError) as err:
+            raise StartupError(f"refusing to start: parameter 'robot_config': {err}") from None
+
+    @staticmethod
+    def _checked_goal(goal: list[float], runtime: PolicyRuntime) -> np.ndarray:
+        try:
+            return runtime.builder.check_goal(goal)
+        except ObservationError as err:
+            raise StartupError(f"refusing to start: parameter 'goal' = {goal}: {err}") from None
+
+    def on_set_parameters(self, params: list[Parameter[Any]]) -> SetParametersResult:
+        for param in params:
+            if param.name == "goal" and param.value is not None:
+                try:
+                    self.goal = self.runtime.builder.check_goal(list(param.value))
+                except ObservationError as err:
+                    return SetParametersResult(successful=False, reason=f"'goal': {err}")
+            if param.name == "blend_time_s":
+                self.gate.blend_time_s = float(param.value)
+        return SetParametersResult(successful=True)
+
+    # -- inputs --------------------------------------------------------------------------------
+    def on_joint_state(self, msg: JointState) -> None:
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        state = LatestJointState(
+            list(msg.name), list(msg.position), list(msg.velocity), stamp_ns, time.monotonic()
+        )
+        self.latest = state
+        if not self.gate.started:
+            self._start_from(state)
+
+    def _start_from(self, state: LatestJointState) -> bool:
+        """Hold the measured pose; only a message with every config joint, finite, will do."""
+        try:
+            pose = self.runtime.builder.positions_by_name(state.names, state.positions)
+        except ObservationError as err:
+            return self._reject_joint_state(str(err))
+        missing = [j for j in self.robot.joint_names if j not in pose]
+        values = [pose.get(j, float("nan")) for j in self.robot.joint_names]
+        if missing or not np.isfinite(values).all():
+            return self._reject_joint_state(
+                f"joint_states cannot give the current pose: missing {missing}, values {values}"
+            )
+        self.gate.start(values)
+        self.get_logger().info(f"holding the current pose {np.round(values, 4).tolist()}")
+        return True
+
+    def _reject_joint_state(self, why: str) -> bool:
+        self.faults["joint_states_rejected"] += 1
+        self.last_error = why
+        self.get_logger().warning(why, throttle_duration_sec=WARN_THROTTLE_S)
+        return False
+
+    def on_goal(self, msg: Float64MultiArray) -> None:
+        try:
+            self.goal = self.runtime.builder.check_goal(list(msg.data))
+        except ObservationError as err:
+            self._reject_joint_state(f"~/goal refused: {err}")
+
+    # -- the control loop ----------------------------------------------------------------------
+    def on_control_tick(self) -> None:
+        start = time.monotonic()
+        if self._last_tick is not None:
+            self.periods.add(start - self._last_tick)
+            self.jitter.add(abs(start - self._last_tick - self.dt))
+        self._last_tick = start
+        state, runtime = self.latest, self.runtime  # one read each: swaps land between ticks
+        if state is None or not self.gate.started:
+            return  # nothing is ever published before a first valid joint state
+        if self.gate.mode is Mode.DISABLED and not self.publish_when_disabled:
+            return
+        action, reason = None, None
+        if self.gate.mode is Mode.ENABLED:
+            action, reason = self._policy_action(state, runtime, start)
+        command = self.gate.tick(action, reason)
+        self.command_pub.publish(Float64MultiArray(data=command.tolist()))
+        if self.trajectory_pub is not None:
+            self._publish_trajectory(command, state.stamp_ns)
+        self.commands_published += 1
+        self.compute.add(time.monotonic() - start)
+
+    def _policy_action(
+        self, state: LatestJointState, runtime: PolicyRuntime, now: float
+    ) -> tuple[np.ndarray | None, HoldReason | None]:
+        if now - state.received > self.timeout_s:
+            return None, HoldReason.STALE_OBSERVATION
+        try:
+            obs = runtime.builder.build(state.names, state.positions, state.velocities, self.goal)
+        except NonFiniteObservationError as err:
+            self._warn(str(err))
+            return None, HoldReason.NONFINITE_OBSERVATION
+        except ObservationError as err:
+            self._warn(str(err))
+            return None, HoldReason.BAD_OBSERVATION
+        action, seconds = timed_action(runtime, obs)
+        self.inference.add(seconds)
+        if not np.isfinite(action).all():
+            self._warn(f"policy output {action.tolist()} is not finite; holding")
+            return None, HoldReason.NONFINITE_ACTION
+        return action, None
+
+    def _warn(self, why: str) -> None:
+        self.last_error = why
+        self.get_logger().warning(why, throttle_duration_sec=WARN_THROTTLE_S)
+
+    def _publish_trajectory(self, command: np.ndarray, stamp_ns: int) -> None:
+        msg = JointTrajectory()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        msg.joint_names = list(self.robot.joint_names)
+        nanosec = round(self.dt * 1e9)
+        point = JointTrajectoryPoint(positions=command.tolist())
+        point.time_from_start = Duration(sec=nanosec // 1_000_000_000, nanosec=nanosec % 10**9)
+        msg.points = [point]
+        self.trajectory_pub.publish(msg)  # type: ignore[union-attr]  # only called when set
+
+    # -- services ------------------------------------------------------------------------------
+    def on_enable_request(
+        self, request: SetBool.Request, response: SetBool.Response
+    ) -> SetBool.Response:
+        try:
+            if not request.data:
+                response.message = self.gate.disable()
+            else:
+                # Silent while disabled: the arm may have been moved; restart where it is.
+                restart = not self.publish_when_disabled and self.gate.mode is Mode.DISABLED
+                if restart and (self.latest is None or not self._start_from(self.latest)):
+                    raise RuntimeError("no valid joint state to start from")
+                response.message = self.gate.enable()
+            response.success = True
+        except RuntimeError as err:
+            response.success, response.message = False, f"refused: {err}"
+        self.get_logger().info(f"~/enable {request.data}: {response.message}")
+        return response
+
+    def on_estop_request(
+        self, request: Trigger.Request, response: Trigger.Response
+    ) -> Trigger.Response:
+        self.gate.estop()
+        response.success = True
+        response.message = "emergency stop latched: holding; ~/reset_estop to release"
+        self.get_logger().warning(response.message)
+        return response
+
+    def on_reset_estop_request(
+        self, request: Trigger.Request, response: Trigger.Response
+    ) -> Trigger.Response:
+        response.message = self.gate.reset_estop()
+        response.success = self.gate.mode is not Mode.ESTOP
+        self.get_logger().info(f"~/reset_estop: {response.message}")
+        return response
+
+    def on_reload_request(
+        self, request: Trigger.Request, response: Trigger.Response
+    ) -> Trigger.Response:
+        path = str(self.get_parameter("model_path").value)
+        try:
+            runtime = load_policy_runtime(path, self.robot)
+            if runtime.builder.goal_size != self.runtime.builder.goal_size:
+                raise PolicyArtifactError(
+                    f"policy model {path} needs {runtime.builder.goal_size} goal values, the "
+                    f"running one {self.runtime.builder.goal_size}; restart the server instead"
+                )
+        except PolicyArtifactError as err:
+            self.faults["reloads_refused"] += 1
+            self.last_error = str(err)
+            response.success, response.message = (
+                False,
+                f"reload refused, still serving {self.runtime.path}: {err}",
+            )
+            self.get_logger().error(response.message)
+            return response
+        self.runtime = runtime  # one reference assignment: the next tick sees the new policy
+        self.reloads += 1
+        response.success = True
+        response.message = (
+            f"serving {path} (policy version {runtime.policy.metadata.policy_version})"
+        )
+        self.get_logger().info(response.message)
+        return response
+
+    # -- status --------------------------------------------------------------------------------
+    def publish_status(self) -> None:
+        latest = self.latest
+        age = None if latest is None else time.monotonic() - latest.received
+        status = {
+            "mode": self.gate.mode.value,
+            "enabled": self.gate.mode is Mode.ENABLED,
+            "estop": self.gate.mode is Mode.ESTOP,
+            "blending": self.gate.blending,
+            "started": self.gate.started,
+            "stale": age is None or age > self.timeout_s,
+            "observation_age_ms": None if age is None else round(age * 1e3, 3),
+            "policy": self.runtime.describe(),
+            "goal": None if self.goal is None else [float(x) for x in self.goal],
+            "reloads": self.reloads,
+            "commands_published": self.commands_published,
+            "holds": dict(self.gate.holds),
+            "faults": dict(self.faults),
+            "last_error": self.last_error,
+            "limiting": self.gate.limiting_summary(self.robot.joint_names),
+            "inference_ms": self.inference.summary(),
+            "tick_compute_ms": self.compute.summary(),
+            "control_period_ms": self.periods.summary(),
+            "control_jitter_ms": self.jitter.summary(),
+            "control_rate_hz": round(1.0 / self.dt, 3),
+        }
+        self.status_pub.publish(String(data=json.dumps(status)))
+
+
+def main(args: list[str] | None = None) -> None:
+    exit_code = 0
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = PolicyServerNode()
+            except StartupError as err:
+                rclpy.logging.get_logger(NODE_NAME).error(str(err))
+                exit_code = EXIT_REFUSED_TO_START
+            else:
+                # Two threads: ~/reload loads a model while the control group keeps ticking.
+                executor = MultiThreadedExecutor(num_threads=2)
+                executor.add_node(node)
+                try:
+                    executor.spin()
+                finally:
+                    executor.shutdown()
+                    node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    if exit_code:
+        sys.exit(exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,340 @@
+"""The policy_server node as a real process over isolated DDS, fed bad inputs on purpose.
+
+The test plays the robot driver: it publishes /joint_states itself (reordered, partial, NaN,
+stale) and records every command the server sends, then checks each one against the limits.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ros_helpers import (
+    isolated_ros_env,
+    process_output,
+    start_node_process,
+    stop_process,
+    wait_for,
+)
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.signals import SignalHandlerOptions  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray, String  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
+
+from cgrpo_ros.core.onnx_export import PolicyMetadata, export_policy_onnx  # noqa: E402
+from cgrpo_ros.core.policy import GaussianPolicy  # noqa: E402
+from sim_bridge.reach_task import ReachTask  # noqa: E402
+from sim_bridge.robot_config import load_robot_config  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+ROBOT = load_robot_config()
+TASK = ReachTask(ROBOT)
+DT = ROBOT.control_period_s
+STARTUP_TIMEOUT_S = 40.0  # python + onnxruntime + torch import + discovery, loaded machine
+STEP_TIMEOUT_S = 8.0
+SERVER = "cgrpo_ros.nodes.policy_server"
+
+
+def write_constant_model(
+    path: Path,
+    output: list[float],
+    *,
+    obs_names: list[str] | None = None,
+    action_names: list[str] | None = None,
+    low: list[float] | None = None,
+    high: list[float] | None = None,
+) -> Path:
+    """An ONNX policy whose action_mean is `output` whatever the observation."""
+    obs_names = obs_names or TASK.observation_names()
+    action_names = action_names or TASK.action_names()
+    policy = GaussianPolicy(len(obs_names), len(action_names), (8,), 0.0)
+    with torch.no_grad():
+        policy.mean_net[-1].weight.zero_()
+        policy.mean_net[-1].bias.copy_(torch.tensor(output))
+    meta = PolicyMetadata(
+        policy_id=0,
+        policy_version=3,
+        obs_dim=len(obs_names),
+        act_dim=len(action_names),
+        obs_names=obs_names,
+        action_names=action_names,
+        action_low=low or [float(x) for x in TASK.action_low[: len(action_names)]],
+        action_high=high or [float(x) for x in TASK.action_high[: len(action_names)]],
+        task="cgrpo_ros/Arm7Reach-v0",
+    )
+    path.write_bytes(export_policy_onnx(policy, meta))
+    return path
+
+
+@dataclass
+class Probe:
+    """The driver's side of the graph."""
+
+    node: Node
+    executor: SingleThreadedExecutor
+    commands: list[tuple[float, list[float]]] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    state: JointState | None = None  # published at 100 Hz while set
+
+    def spin(self, timeout: float) -> None:
+        self.executor.spin_once(timeout_sec=timeout)
+
+    def status(self) -> dict[str, Any]:
+        return self.statuses[-1] if self.statuses else {}
+
+    def call(self, srv_type: Any, name: str, request: Any) -> Any:
+        client = self.node.create_client(srv_type, name)
+        try:
+            assert wait_for(client.service_is_ready, STARTUP_TIMEOUT_S, self.spin), name
+            future = client.call_async(request)
+            assert wait_for(future.done, STEP_TIMEOUT_S, self.spin), name
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def run_for(self, seconds: float) -> None:
+        wait_for(lambda: False, seconds, self.spin, period=0.005)
+
+
+@pytest.fixture(scope="module")
+def ros_env() -> Iterator[dict[str, str]]:
+    env = isolated_ros_env()
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
+            mp.setenv(key, env[key])
+        mp.delenv("ROS_LOCALHOST_ONLY", raising=False)
+        yield env
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("models")
+    target = np.clip(ROBOT.home_array + 0.3, ROBOT.lower, ROBOT.upper).tolist()
+    joints = list(ROBOT.joint_names)
+    renamed = [*joints[:-1], "wrist_roll"]
+    (d / "corrupt.onnx").write_bytes(b"\x08\x07this is not an onnx protobuf" * 10)
+    return {
+        "good": write_constant_model(d / "good.onnx", target),
+        "other": write_constant_model(d / "other.onnx", list(ROBOT.home)),
+        "nan": write_constant_model(d / "nan.onnx", [float("nan")] * ROBOT.num_joints),
+        "corrupt": d / "corrupt.onnx",
+        "missing": d / "missing.onnx",
+        "wrong_size": write_constant_model(
+            d / "wrong_size.onnx",
+            target[:6],
+            obs_names=[f"joint_pos/{j}" for j in joints[:6]],
+            action_names=joints[:6],
+        ),
+        "wrong_joint": write_constant_model(
+            d / "wrong_joint.onnx",
+            target,
+            obs_names=[n.replace(joints[-1], "wrist_roll") for n in TASK.observation_names()],
+            action_names=renamed,
+        ),
+        "reordered": write_constant_model(
+            d / "reordered.onnx", target, action_names=[joints[1], joints[0], *joints[2:]]
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def probe(ros_env: dict[str, str]) -> Iterator[Probe]:
+    context = Context()
+    rclpy.init(
+        context=context,
+        domain_id=int(ros_env["ROS_DOMAIN_ID"]),
+        signal_handler_options=SignalHandlerOptions.NO,
+    )
+    node = Node("policy_server_probe", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    p = Probe(node=node, executor=executor)
+    node.create_subscription(
+        Float64MultiArray,
+        ROBOT.command_topic,
+        lambda m: p.commands.append((time.monotonic(), list(m.data))),
+        100,
+    )
+    node.create_subscription(
+        String, "/policy_server/status", lambda m: p.statuses.append(json.loads(m.data)), 10
+    )
+    pub = node.create_publisher(JointState, "/joint_states", 10)
+
+    def publish_state() -> None:
+        if p.state is not None:
+            pub.publish(p.state)
+
+    node.create_timer(0.01, publish_state)
+    try:
+        yield p
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("missing", ["missing.onnx", "does not exist"]),
+        ("corrupt", ["corrupt.onnx", "not a valid ONNX model"]),
+        ("wrong_size", ["action size", "6 joints", "joint7"]),
+        ("wrong_joint", ["wrist_roll", "joint7"]),
+        ("reordered", ["joint order differs"]),
+    ],
+)
+def test_bad_models_refuse_to_start(
+    ros_env: dict[str, str], models: dict[str, Path], model: str, expected: list[str]
+) -> None:
+    proc = start_node_process(SERVER, ros_env, ros_args=["-p", f"model_path:={models[model]}"])
+    try:
+        proc.wait(timeout=STARTUP_TIMEOUT_S)
+    finally:
+        code = stop_process(proc, timeout=5)
+    output = process_output(proc)
+    assert code == 2, output
+    assert "refusing to start" in output, output
+    for text in expected:
+        assert text in output, f"{text!r} not in:\n{output}"
+    assert "Traceback" not in output, output
+
+
+def joint_state(names: list[str], q: dict[str, float], qd: float = 0.0) -> JointState:
+    msg = JointState(name=names)
+    msg.position = [q[n] for n in names]
+    msg.velocity = [qd] * len(names)
+    return msg
+
+
+def assert_within_limits(commands: list[list[float]]) -> None:
+    """Every command finite, inside the bounds; consecutive steps inside v·dt and a·dt²."""
+    c = np.asarray(commands)
+    assert np.isfinite(c).all()
+    assert (c >= ROBOT.lower - 1e-12).all() and (c <= ROBOT.upper + 1e-12).all()
+    steps = np.diff(c, axis=0)
+    v_step = np.asarray(ROBOT.velocity_limit) * DT
+    assert (np.abs(steps) <= v_step * (1 + 1e-9) + 1e-12).all(), np.abs(steps).max(axis=0)
+    a_step = np.asarray(ROBOT.acceleration_limit) * DT * DT
+    assert (np.abs(np.diff(steps, axis=0)) <= a_step * (1 + 1e-6) + 1e-9).all()
+
+
+def test_serves_safely_through_bad_inputs(
+    ros_env: dict[str, str], models: dict[str, Path], probe: Probe
+) -> None:
+    joints = list(ROBOT.joint_names)
+    pose = dict(zip(joints, ROBOT.home, strict=True))
+    args = ["-p", f"model_path:={models['good']}", "-p", "blend_time_s:=0.5"]
+    args += ["-p", "goal:=[0.45, 0.0, 0.4]", "-p", "status_rate_hz:=20.0"]
+    proc = start_node_process(SERVER, ros_env, ros_args=args)
+    try:
+        assert wait_for(lambda: bool(probe.statuses), STARTUP_TIMEOUT_S, probe.spin), (
+            process_output(proc)
+        )
+        # 1. Nothing is published before a valid joint state; a partial one is not valid.
+        probe.state = joint_state([j for j in joints if j != "joint3"], pose)
+        probe.run_for(0.5)
+        assert not probe.commands, probe.commands[:3]
+        assert probe.status()["faults"]["joint_states_rejected"] > 0
+        assert "joint3" in probe.status()["last_error"]
+
+        # 2. Reordered with an extra joint: the hold command is the pose, by name.
+        names = ["gripper", *reversed(joints)]
+        probe.state = joint_state(names, {**pose, "gripper": 0.04})
+        assert wait_for(lambda: len(probe.commands) > 5, STEP_TIMEOUT_S, probe.spin)
+        np.testing.assert_allclose(probe.commands[-1][1], ROBOT.home, atol=1e-12)
+        assert probe.status()["mode"] == "disabled"
+
+        # 3. Enable: the policy target is reached smoothly through the limiter.
+        assert probe.call(SetBool, "/policy_server/enable", SetBool.Request(data=True)).success
+        target = np.clip(ROBOT.home_array + 0.3, ROBOT.lower, ROBOT.upper)
+        assert wait_for(
+            lambda: np.allclose(probe.commands[-1][1], target, atol=1e-4), 5.0, probe.spin
+        ), probe.commands[-1]
+
+        # 4. NaN in the observation: held, counted, never published.
+        probe.state = joint_state(names, {**pose, "gripper": 0.0}, qd=float("nan"))
+        assert wait_for(
+            lambda: probe.status()["holds"].get("nonfinite_observation", 0) > 3, 3.0, probe.spin
+        ), probe.status()
+
+        # 5. Stale: no joint states for a while -> held, counted, status says stale.
+        probe.state = None
+        assert wait_for(
+            lambda: (
+                probe.status()["holds"].get("stale_observation", 0) > 5 and probe.status()["stale"]
+            ),
+            3.0,
+            probe.spin,
+        ), probe.status()
+        probe.state = joint_state(names, {**pose, "gripper": 0.0})
+
+        # 6. E-stop latches: enable is refused until reset.
+        assert probe.call(Trigger, "/policy_server/estop", Trigger.Request()).success
+        refused = probe.call(SetBool, "/policy_server/enable", SetBool.Request(data=True))
+        assert not refused.success and "reset_estop" in refused.message
+        wait_for(lambda: probe.status().get("mode") == "estop", 2.0, probe.spin)
+        assert probe.status()["holds"].get("estop", 0) > 0
+        assert probe.call(Trigger, "/policy_server/reset_estop", Trigger.Request()).success
+        assert probe.call(SetBool, "/policy_server/enable", SetBool.Request(data=True)).success
+
+        # 7. A bad model on reload is refused; the running policy goes on undisturbed.
+        before = probe.status()["policy"]["path"]
+        set_model_path(probe, models["corrupt"])
+        reply = probe.call(Trigger, "/policy_server/reload", Trigger.Request())
+        assert not reply.success and "not a valid ONNX model" in reply.message, reply.message
+        set_model_path(probe, models["wrong_joint"])
+        reply = probe.call(Trigger, "/policy_server/reload", Trigger.Request())
+        assert not reply.success and "wrist_roll" in reply.message, reply.message
+        count = len(probe.commands)
+        probe.run_for(0.5)
+        assert len(probe.commands) - count >= 15  # still ticking at 50 Hz
+        np.testing.assert_allclose(probe.commands[-1][1], target, atol=1e-4)
+        assert probe.status()["policy"]["path"] == before
+        assert probe.status()["faults"]["reloads_refused"] == 2
+
+        # 8. A model that outputs NaN is caught at every tick; then a good reload works.
+        set_model_path(probe, models["nan"])
+        assert probe.call(Trigger, "/policy_server/reload", Trigger.Request()).success
+        assert wait_for(
+            lambda: probe.status()["holds"].get("nonfinite_action", 0) > 3, 3.0, probe.spin
+        )
+        set_model_path(probe, models["other"])
+        assert probe.call(Trigger, "/policy_server/reload", Trigger.Request()).success
+        assert wait_for(
+            lambda: np.allclose(probe.commands[-1][1], ROBOT.home, atol=1e-4), 5.0, probe.spin
+        )
+        assert proc.poll() is None, process_output(proc)
+    finally:
+        probe.state = None
+        code = stop_process(proc, timeout=10)
+    output = process_output(proc)
+    assert code == 0, output
+    assert "Traceback" not in output, output
+    assert_within_limits([c for _, c in probe.commands])
+
+
+def set_model_path(probe: Probe, path: Path) -> None:
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(path))
+    request = SetParameters.Request(parameters=[ParameterMsg(name="model_path", value=value)])
+    reply = probe.call(SetParameters, "/policy_server/set_parameters", request)
+    assert reply.results[0].successful, reply.results[0].reason

@@ -1,0 +1,91 @@
+"""Static checks of launch/deploy.launch.py and config/deploy.yaml (no ROS launch needed).
+
+launch/launch_ros are not installable here, so the launch file is read as source: every
+executable it names must be a console script of setup.py, every parameter file it names must
+exist, and every parameter of config/deploy.yaml must be one the node declares.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import yaml
+
+from cgrpo_ros.nodes.policy_server import DECLARED_PARAMETERS, NODE_NAME
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH = ROOT / "launch" / "deploy.launch.py"
+DEPLOY_YAML = ROOT / "config" / "deploy.yaml"
+
+
+def console_scripts() -> set[str]:
+    text = (ROOT / "setup.py").read_text()
+    return set(re.findall(r'"(\w+) = [\w.]+:main"', text))
+
+
+def node_calls() -> list[dict[str, object]]:
+    """Keyword arguments (constants only) of every Node(...) call in the launch file."""
+    tree = ast.parse(LAUNCH.read_text())
+    constants = {
+        target.id: stmt.value.value
+        for stmt in tree.body
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant)
+        for target in stmt.targets
+        if isinstance(target, ast.Name)
+    }
+    calls = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Node":
+            kwargs = {}
+            for kw in node.keywords:
+                if isinstance(kw.value, ast.Constant):
+                    kwargs[kw.arg] = kw.value.value
+                elif isinstance(kw.value, ast.Name) and kw.value.id in constants:
+                    kwargs[kw.arg] = constants[kw.value.id]
+            calls.append(kwargs)
+    return calls
+
+
+def test_every_executable_is_a_console_script() -> None:
+    calls = node_calls()
+    assert {c["executable"] for c in calls} == {"policy_server", "sim_bridge"}
+    assert all(c["package"] == "cgrpo_ros" for c in calls)
+    assert {str(c["executable"]) for c in calls} <= console_scripts()
+
+
+def test_every_parameter_file_exists_and_is_installed() -> None:
+    text = LAUNCH.read_text()
+    joins = re.findall(r'os\.path\.join\(share, ((?:"[^"]+", )*"[^"]+")\)', text)
+    files = [Path(*re.findall(r'"([^"]+)"', j)) for j in joins]
+    assert Path("config/deploy.yaml") in files and Path("config/robots/arm7.yaml") in files
+    for relative in files:
+        assert (ROOT / relative).is_file(), relative
+    setup = (ROOT / "setup.py").read_text()
+    assert 'glob("config/*.yaml")' in setup and 'glob("launch/*.launch.py")' in setup
+
+
+def test_deploy_yaml_parameters_are_declared_by_the_node() -> None:
+    data = yaml.safe_load(DEPLOY_YAML.read_text())
+    assert list(data) == [NODE_NAME]
+    params = data[NODE_NAME]["ros__parameters"]
+    declared = {name: default for name, default, *_ in DECLARED_PARAMETERS}
+    unknown = set(params) - set(declared)
+    assert not unknown, f"config/deploy.yaml sets undeclared parameters {sorted(unknown)}"
+    for name, value in params.items():
+        default = declared[name]
+        if isinstance(default, bool | str | float):
+            # ROS refuses an int for a double parameter: the YAML must say 0.0, not 0.
+            assert type(value) is type(default), (name, value, default)
+        for entry in DECLARED_PARAMETERS:
+            if entry[0] == name and entry[3] is not None:
+                low, high = entry[3]
+                assert low <= value <= high, (name, value, entry[3])
+
+
+def test_launch_overrides_are_declared_parameters() -> None:
+    overridden = set(re.findall(r'"(\w+)": ParameterValue\(', LAUNCH.read_text()))
+    declared = {entry[0] for entry in DECLARED_PARAMETERS}
+    assert overridden - {"robot_config"} <= declared
+    assert "robot_config" in declared
