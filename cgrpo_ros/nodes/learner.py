@@ -154,10 +154,16 @@ class LearnerNode(Node):
         self.create_service(Trigger, "~/save_checkpoint", self.on_save_checkpoint)
         self.create_service(Trigger, "~/stop", self.on_stop)
         self.create_timer(STATUS_PERIOD_S, self.publish_status)
+        for problem in self.session.resume_problems:
+            self.get_logger().error(f"checkpoint skipped on resume: {problem}")
         self.get_logger().info(
             f"CGRPO-{config.variant} on {p['env_id']}: {n} policies, {config.num_groups} groups, "
             f"{p['iterations']} iterations x {p['steps_per_iteration']} steps, run dir {run_dir}"
-            + (f" (resumed at iteration {self.session.iteration})" if p["resume"] else "")
+            + (
+                f" (resumed at iteration {self.session.iteration} from {self.session.resumed_from})"
+                if p["resume"]
+                else ""
+            )
         )
 
     # -- callbacks (executor thread: validate, store, notify) ---------------------------------

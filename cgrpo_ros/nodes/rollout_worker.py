@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from functools import partial
 from typing import Any
 
@@ -24,7 +25,7 @@ from rclpy.qos import QoSProfile
 from std_msgs.msg import String, UInt8MultiArray
 
 from cgrpo_ros.core.buffers import RolloutBatch
-from cgrpo_ros.core.onnx_export import OnnxPolicy, PolicyArtifactError
+from cgrpo_ros.core.policy_artifact import MAX_MODEL_BYTES, OnnxPolicy, PolicyArtifactError
 from cgrpo_ros.core.rollout import ActFn, RolloutCollector
 from cgrpo_ros.nodes.params import (
     BackgroundSpinner,
@@ -112,13 +113,15 @@ class RolloutWorkerNode(Node):
                 f"list of ids in [0, {n - 1}] (num_policies = {n})"
             )
         self.lock = threading.Condition()
-        self.newest: dict[int, tuple[int, bytes]] = {}  # policy id -> (version, onnx bytes)
+        # policy id -> (version, validated runner, serial of the frame that brought it)
+        self.newest: dict[int, tuple[int, OnnxPolicy, int]] = {}
+        self._frame_serial = 0
         self.acting: dict[int, int] = {}  # policy id -> version in use
         self.learner_done = False
         self.final_version: int | None = None
         self.seq = time.time_ns() // 1_000_000  # ms clock: a restarted worker never reuses one
         self.steps_total = 0
-        self.rejected_policies = 0
+        self.rejected: Counter[str] = Counter()  # bad policy frames by reason
         self._status_window = (time.monotonic(), 0)
         latched = latched_qos(2 * n)  # room for every policy's newest frame, twice
         reliable = QoSProfile(depth=max(4, 2 * len(self.policy_ids)))
@@ -138,18 +141,54 @@ class RolloutWorkerNode(Node):
         try:
             policy = decode_policy(from_uint8_msg(msg))
         except WireFormatError as err:
-            self.rejected_policies += 1
-            self.get_logger().warning(
-                f"rejected policy frame: {err}", throttle_duration_sec=WARN_THROTTLE_S
+            self._reject("malformed", str(err))
+            return
+        if policy.num_policies != self.params["num_policies"]:
+            self._reject(
+                "wrong_num_policies",
+                f"frame for {policy.num_policies} policies; this run has "
+                f"{self.params['num_policies']}",
             )
             return
         if policy.policy_id not in self.policy_ids:
-            return  # another worker's policy
+            return  # another worker's policy: normal traffic, not an error
+        # The ONNX payload is checked here, once per frame (a few ms, once per iteration), so
+        # a frame with a valid envelope but a payload that is not a runnable policy is refused
+        # and the last good version stays in use, instead of failing the collection loop.
+        source = f"policy {policy.policy_id} version {policy.policy_version}"
+        if len(policy.onnx_bytes) > MAX_MODEL_BYTES:
+            self._reject("oversized", f"{source}: {len(policy.onnx_bytes)} bytes")
+            return
+        try:
+            runner = OnnxPolicy(policy.onnx_bytes, source=source)
+        except PolicyArtifactError as err:
+            self._reject("bad_model", str(err))
+            return
+        meta = runner.metadata
+        if (meta.policy_id, meta.policy_version) != (policy.policy_id, policy.policy_version):
+            self._reject(
+                "mismatch",
+                f"{source}: the model's metadata says policy {meta.policy_id} "
+                f"version {meta.policy_version}",
+            )
+            return
         with self.lock:
-            known = self.newest.get(policy.policy_id)
-            if known is None or policy.policy_version > known[0]:
-                self.newest[policy.policy_id] = (policy.policy_version, policy.onnx_bytes)
-                self.lock.notify_all()
+            # The newest frame received wins, even at an equal or lower version: that is a
+            # restarted learner resuming from a checkpoint, and the batches the old one never
+            # used must be collected again (docs/reliability.md). Each frame gets a serial so
+            # the collection loop sees it as new work.
+            self._frame_serial += 1
+            self.newest[policy.policy_id] = (policy.policy_version, runner, self._frame_serial)
+            self.lock.notify_all()
+
+    def _reject(self, reason: str, detail: str) -> None:
+        with self.lock:
+            self.rejected[reason] += 1
+            count = self.rejected[reason]
+        self.get_logger().warning(
+            f"rejected policy frame ({reason}, {count} so far): {detail}",
+            throttle_duration_sec=WARN_THROTTLE_S,
+        )
 
     def on_learner_status(self, msg: String) -> None:
         try:
@@ -177,13 +216,17 @@ class RolloutWorkerNode(Node):
                 "newest_versions": {str(i): v[0] for i, v in self.newest.items()},
                 "steps_total": self.steps_total,
                 "steps_per_s": round((self.steps_total - steps_then) / max(now - start, 1e-9), 1),
-                "rejected_policy_frames": self.rejected_policies,
+                "rejected_policy_frames": sum(self.rejected.values()),
+                "rejected": dict(self.rejected),
             }
         self.status_pub.publish(String(data=json.dumps(status)))
 
     # -- main thread ----------------------------------------------------------------------------
     def next_work(self, collected: dict[int, int], timeout: float) -> list[int]:
-        """Policy ids with a version newer than the last collected one (waits up to timeout)."""
+        """Policy ids with a frame newer than the last one collected (waits up to timeout).
+
+        `collected` maps policy id -> serial of the frame last collected with.
+        """
         with self.lock:
             self.lock.wait_for(lambda: self.learner_done or self._ready(collected), timeout=timeout)
             return [] if self.learner_done else self._ready(collected)
@@ -192,8 +235,8 @@ class RolloutWorkerNode(Node):
         last = self.final_version
         return [
             i
-            for i, (v, _) in self.newest.items()
-            if v > collected.get(i, -1) and (last is None or v < last)
+            for i, (v, _, serial) in self.newest.items()
+            if serial > collected.get(i, 0) and (last is None or v < last)
         ]
 
     def publish_batch(self, batch: RolloutBatch, policy_id: int, version: int) -> None:
@@ -215,43 +258,34 @@ def collection_loop(node: RolloutWorkerNode, backend: Any) -> None:
     """For every policy, collect T steps with its newest version and publish the batch."""
     p = node.params
     steps = p["steps_per_iteration"]
-    runners: dict[int, OnnxPolicy] = {}
     rngs: dict[int, np.random.Generator] = {}
-    collected: dict[int, int] = {}
+    collected: dict[int, int] = {}  # policy id -> serial of the frame collected with
     while not node.stop:
         for policy_id in node.next_work(collected, timeout=0.5):
             if node.stop:
                 return
             with node.lock:
-                version, onnx_bytes = node.newest[policy_id]
-            if policy_id not in runners or runners[policy_id].metadata.policy_version != version:
-                runners[policy_id] = load_runner(onnx_bytes, p["env_id"], version)
-            rng = rngs.setdefault(policy_id, np.random.default_rng([p["seed"], policy_id, version]))
-            with node.lock:
+                version, runner, serial = node.newest[policy_id]
                 node.acting[policy_id] = version
-            batch = backend.collect(
-                policy_id, version, partial(runners[policy_id].sample, rng=rng), steps
-            )
+            check_task(runner, p["env_id"])
+            rng = rngs.setdefault(policy_id, np.random.default_rng([p["seed"], policy_id, version]))
+            batch = backend.collect(policy_id, version, partial(runner.sample, rng=rng), steps)
             if batch is None:  # stopped mid-batch (ros_robot)
                 return
             node.publish_batch(batch, policy_id, version)
-            collected[policy_id] = version
+            collected[policy_id] = serial
         with node.lock:
             if node.learner_done:
                 node.stop.set("the learner announced it is done")
 
 
-def load_runner(onnx_bytes: bytes, env_id: str, version: int) -> OnnxPolicy:
-    try:
-        runner = OnnxPolicy(onnx_bytes, source=f"policy frame version {version}")
-    except PolicyArtifactError as err:
-        raise ParameterError(f"the learner's policy cannot be run: {err}") from None
+def check_task(runner: OnnxPolicy, env_id: str) -> None:
+    """A worker started for another task than the learner's is a set-up error: exit 2."""
     if runner.metadata.task != env_id:
         raise ParameterError(
             f"parameter 'env_id' = {env_id!r}, but the learner trains task "
             f"{runner.metadata.task!r}; start both with the same env_id"
         )
-    return runner
 
 
 def make_backend(node: RolloutWorkerNode) -> Any:
