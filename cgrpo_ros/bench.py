@@ -46,7 +46,9 @@ class RunSpec:
     cgrpo_steps_per_iteration: int = CGRPO_STEPS
 
     def path(self, out: Path) -> Path:
-        return out / self.task / self.method / f"seed{self.seed}-{self.budget_steps}.json"
+        # "cgrpo_ros/Arm7Reach-v0" must stay one directory level (load_results globs */*/).
+        task_dir = self.task.replace("/", "_")
+        return out / task_dir / self.method / f"seed{self.seed}-{self.budget_steps}.json"
 
 
 @dataclass
@@ -67,27 +69,32 @@ class RunResult:
     curve: list[tuple[int, float]]  # (env steps, training return of the deployed policy)
     per_policy_curves: list[list[tuple[int, float]]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    # Fraction of the eval_episodes that ended in info["is_success"]; None when the task
+    # reports no success (the locomotion tasks).
+    success_rate: float | None = None
 
 
 def make_perturbed_env(task: str, mass_scale: float, friction_scale: float) -> Any:
     from cgrpo_ros.training import make_env
 
     env = make_env(task)
-    model = env.unwrapped.model  # type: ignore[attr-defined]
+    # gymnasium's MuJoCo tasks keep the model on the env; the arm7 reach task on its ArmSim.
+    unwrapped: Any = env.unwrapped
+    model = unwrapped.model if hasattr(unwrapped, "model") else unwrapped.sim.model
     model.body_mass[:] *= mass_scale
     model.geom_friction[:, 0] *= friction_scale  # sliding friction
     return env
 
 
 def evaluate_policy(act: Any, task: str, episodes: int, seed: int) -> dict[str, Any]:
-    from cgrpo_ros.core.rollout import evaluate
+    from cgrpo_ros.core.rollout import evaluate, evaluate_with_success
 
-    base = evaluate(make_perturbed_env(task, 1.0, 1.0), act, episodes, seed)
+    base, successes = evaluate_with_success(make_perturbed_env(task, 1.0, 1.0), act, episodes, seed)
     perturbed = {}
     for name, (mass, friction) in PERTURBATIONS.items():
         env = make_perturbed_env(task, mass, friction)
         perturbed[name] = float(np.mean(evaluate(env, act, max(1, episodes // 10), seed)))
-    return {"base": base, "perturbed": perturbed}
+    return {"base": base, "perturbed": perturbed, "successes": successes}
 
 
 def steps_to_fraction(curve: list[tuple[int, float]], reference: float | None) -> int | None:
@@ -201,6 +208,9 @@ def run_one(spec: RunSpec, out: Path) -> Path:
         wall_s=round(wall_s, 1), env_steps_per_s=round(env_steps / wall_s, 1),
         perturbed_returns=evaluation["perturbed"], perturbed_ratio=float(np.mean(ratios)),
         curve=curve, per_policy_curves=per_policy, versions=versions(),
+        success_rate=(
+            None if evaluation["successes"] is None else float(np.mean(evaluation["successes"]))
+        ),
     )  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -260,9 +270,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for path in pool.map(run_one, specs, [args.out] * len(specs)):
             print(f"done: {path}", flush=True)
     rows = load_results(args.out)
-    print(json.dumps([{k: r[k] for k in ROW_KEYS} for r in rows], indent=1))
+    print(json.dumps([{k: r.get(k) for k in ROW_KEYS} for r in rows], indent=1))
     return 0
 
 
 ROW_KEYS = ("method", "task", "seed", "budget_steps", "env_steps", "final_return",
-            "steps_to_90pct", "wall_s", "env_steps_per_s", "perturbed_ratio")  # fmt: skip
+            "steps_to_90pct", "wall_s", "env_steps_per_s", "perturbed_ratio",
+            "success_rate")  # fmt: skip

@@ -27,6 +27,7 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (task, method, budget), runs in sorted(grouped.items()):
         finals = [r["final_return"] for r in runs]
         reached = [r["steps_to_90pct"] for r in runs if r["steps_to_90pct"] is not None]
+        successes = [r["success_rate"] for r in runs if r.get("success_rate") is not None]
         rows.append(
             {
                 "task": task,
@@ -38,6 +39,7 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "steps_to_90pct": f"{len(reached)}/{len(runs)} reached"
                 + (f", median {int(statistics.median(reached)):,}" if reached else ""),
                 "perturbed_ratio_mean": statistics.mean(r["perturbed_ratio"] for r in runs),
+                "success_rate_mean": statistics.mean(successes) if successes else None,
                 "wall_s_mean": statistics.mean(r["wall_s"] for r in runs),
                 "env_steps_per_s_mean": statistics.mean(r["env_steps_per_s"] for r in runs),
                 "paper": PAPER_HALFCHEETAH.get(method) if task.startswith("HalfCheetah") else None,
@@ -91,7 +93,7 @@ def plot_curves(results: list[dict[str, Any]], figures: Path) -> list[Path]:
 
 def write_report(out: Path, docs: Path) -> list[dict[str, Any]]:
     results = load_results(out)
-    rows = [{k: r[k] for k in ROW_KEYS} for r in results]
+    rows = [{k: r.get(k) for k in ROW_KEYS} for r in results]  # older runs lack success_rate
     (docs / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     if results:
         plot_curves(results, docs / "figures")

@@ -113,6 +113,8 @@ def print_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     print(json.dumps({k: summary.get(k) for k in keys}))
     print("final mean return per policy:", summary["final_return_per_policy"])
     print("best mean return per policy: ", summary["best_return_per_policy"])
+    if "final_success_rate_per_policy" in summary:
+        print("final success rate per policy:", summary["final_success_rate_per_policy"])
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -142,6 +144,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         action_high=task.action_high,
         task=task.env_id,
         config_hash=algo.config.config_hash(),
+        obs_layout_version=task.obs_layout_version,
+        extra={"obs_layout": task.obs_layout} if task.obs_layout else {},
     )
     data = export_policy_onnx(algo.policies[args.policy], metadata)
     OnnxPolicy(data, source=str(args.output))  # validate before writing
@@ -156,7 +160,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cgrpo_ros.core.policy_artifact import OnnxPolicy
-    from cgrpo_ros.core.rollout import evaluate
+    from cgrpo_ros.core.rollout import evaluate_with_success
     from cgrpo_ros.training import make_env
 
     check_positive("--episodes", args.episodes, 100_000)
@@ -179,14 +183,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 return torch_policy(torch.as_tensor(obs)).numpy()
 
     env = make_env(task_id)
-    returns = evaluate(env, act, args.episodes, seed=args.seed)
-    result = {
+    returns, successes = evaluate_with_success(env, act, args.episodes, seed=args.seed)
+    result: dict[str, Any] = {
         "model": str(path),
         "task": task_id,
         "episodes": args.episodes,
         "mean_return": float(np.mean(returns)),
         "std_return": float(np.std(returns)),
     }
+    if successes is not None:  # the task reports info["is_success"] (goal and reach tasks)
+        result["success_rate"] = float(np.mean(successes))
     print(json.dumps(result))
     return 0
 

@@ -22,7 +22,7 @@ CSV_FIELDS = [
     "episodes", "mean_reward", "entropy", "action_variance", "kl_to_reference", "clip_epsilon",
     "clip_fraction", "approx_kl", "surrogate", "smoothness", "reference_kl_loss",
     "num_state_clusters", "state_noise_fraction", "kmeans_seconds", "dbscan_seconds",
-    "update_seconds",
+    "update_seconds", "success_rate",
 ]  # fmt: skip
 
 
@@ -71,9 +71,14 @@ class RunLogger:
         self.run_dir = Path(run_dir)
         self.num_policies = num_policies
         self.csv_path = self.run_dir / "metrics.csv"
-        new_file = not self.csv_path.exists()
+        new_file = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
+        # A resumed run keeps the columns its file was started with (a run from before the
+        # success_rate column stays a valid CSV; the new column is simply not written).
+        self.fields = CSV_FIELDS if new_file else self._existing_fields()
         self._csv_handle = self.csv_path.open("a", newline="")
-        self._csv = csv.DictWriter(self._csv_handle, fieldnames=CSV_FIELDS)
+        self._csv = csv.DictWriter(
+            self._csv_handle, fieldnames=self.fields, extrasaction="ignore", restval=""
+        )
         if new_file:
             self._csv.writeheader()
         self._writer: Any = None
@@ -85,6 +90,11 @@ class RunLogger:
         self.curves: list[list[tuple[int, float]]] = [[] for _ in range(num_policies)]
         self._load_curves()
 
+    def _existing_fields(self) -> list[str]:
+        with self.csv_path.open(newline="") as handle:
+            header = next(csv.reader(handle), None)
+        return list(header) if header else CSV_FIELDS
+
     def _load_curves(self) -> None:
         if self.csv_path.stat().st_size == 0:
             return
@@ -94,7 +104,15 @@ class RunLogger:
                 if not math.isnan(value):
                     self.curves[int(row["policy_id"])].append((int(row["env_steps"]), value))
 
-    def log_iteration(self, metrics: IterationMetrics, env_steps: int, wall_s: float) -> None:
+    def log_iteration(
+        self,
+        metrics: IterationMetrics,
+        env_steps: int,
+        wall_s: float,
+        success_rates: list[float] | None = None,
+    ) -> None:
+        """One CSV row per policy; `success_rates[i]` (nan: no episode ended) when the task
+        reports success, else the success_rate column stays empty."""
         shared = {
             "iteration": metrics.iteration,
             "env_steps": env_steps,
@@ -106,8 +124,10 @@ class RunLogger:
             "update_seconds": metrics.update_seconds,
         }
         for policy in metrics.policies:
-            row = {**shared, **asdict(policy)}
-            self._csv.writerow({k: row[k] for k in CSV_FIELDS})
+            row = {**shared, **asdict(policy), "success_rate": ""}
+            if success_rates is not None:
+                row["success_rate"] = success_rates[policy.policy_id]
+            self._csv.writerow(row)
             if not math.isnan(policy.mean_episode_return):
                 self.curves[policy.policy_id].append((env_steps, policy.mean_episode_return))
             if self._writer is not None:
@@ -116,6 +136,9 @@ class RunLogger:
                     self._writer.add_scalar(f"charts/{prefix}/{key}", row[key], env_steps)
                 for key in ("clip_epsilon", "clip_fraction", "approx_kl", "surrogate"):
                     self._writer.add_scalar(f"losses/{prefix}/{key}", row[key], env_steps)
+                if success_rates is not None:
+                    rate = success_rates[policy.policy_id]
+                    self._writer.add_scalar(f"charts/{prefix}/success_rate", rate, env_steps)
         if self._writer is not None:
             for key in ("num_state_clusters", "dbscan_seconds", "kmeans_seconds"):
                 self._writer.add_scalar(f"clustering/{key}", shared[key], env_steps)

@@ -6,6 +6,7 @@ learner node, so both write the same run directory and the same summary.json.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,9 @@ from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.core.onnx_export import OnnxPolicy, PolicyMetadata, export_policy_onnx
 from cgrpo_ros.core.rollout import RolloutCollector
 from cgrpo_ros.run_logging import RunLogger, prepare_run_dir, versions, write_summary
+from cgrpo_ros.tasks import is_goal_task, make_goal_env
 
+_log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "latest.ckpt"
 PREVIOUS_CHECKPOINT_NAME = "previous.ckpt"
 
@@ -36,7 +39,22 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
         from sim_bridge.envs import register_envs
 
         register_envs()
+    elif is_goal_task(env_id):
+        # Dict goal observations, flattened in a versioned layout (cgrpo_ros/tasks.py).
+        return make_goal_env(env_id, **kwargs)
     return gym.make(env_id, **kwargs)
+
+
+def _wrapper_attr(env: gym.Env[Any, Any], name: str) -> Any:
+    """`name` from the outermost wrapper that has it, down to the unwrapped env, or None.
+
+    Looks through wrappers (not only `env.unwrapped`) because FlattenGoalObservation, a
+    wrapper, is what knows the names of a flattened goal observation.
+    """
+    try:
+        return env.get_wrapper_attr(name)
+    except AttributeError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,10 @@ class TaskSpec:
     action_names: list[str]
     action_low: list[float]
     action_high: list[float]
+    obs_layout_version: int = 1
+    """Written as `cgrpo.obs_layout_version`; 1 unless the env says otherwise."""
+    obs_layout: str = ""
+    """Layout family (e.g. `goal_dict_flat`), written as `cgrpo.obs_layout` when set."""
 
     @property
     def obs_dim(self) -> int:
@@ -69,9 +91,9 @@ class TaskSpec:
                     f"task {env_id!r} has observation space {obs_space} and action space "
                     f"{act_space}; CGRPO needs flat Box spaces (continuous control)"
                 )
-            task = env.unwrapped
-            obs_names = getattr(task, "observation_names", None)
-            action_names = getattr(task, "action_names", None)
+            obs_names = _wrapper_attr(env, "observation_names")
+            action_names = _wrapper_attr(env, "action_names")
+            layout_version = _wrapper_attr(env, "obs_layout_version")
             obs_dim, act_dim = int(np.prod(obs_space.shape)), int(np.prod(act_space.shape))
             return TaskSpec(
                 env_id=env_id,
@@ -81,6 +103,8 @@ class TaskSpec:
                 ),
                 action_low=[float(x) for x in act_space.low],
                 action_high=[float(x) for x in act_space.high],
+                obs_layout_version=int(layout_version) if layout_version is not None else 1,
+                obs_layout=str(_wrapper_attr(env, "obs_layout") or ""),
             )
         finally:
             env.close()
@@ -108,7 +132,15 @@ class TrainingSession:
         self.best_policy: tuple[int, int] | None = None  # (policy id, version)
         self.final_returns: list[float] = [math.nan] * config.num_policies
         self.best_returns: list[float] = [-math.inf] * config.num_policies
+        # Success rate beside return, for tasks that report info["is_success"] (issue 7).
+        self.reports_success = False
+        self.final_success_rates: list[float] = [math.nan] * config.num_policies
+        self.best_success_rate = math.nan
         self.algo = CGRPO(config, task.obs_dim, task.act_dim)
+        # Checkpoints skipped on resume (corrupt, truncated), one message each: the learner
+        # logs them, so a fallback to previous.ckpt is never silent (issue 6).
+        self.resume_problems: list[str] = []
+        self.resumed_from: Path | None = None
         if resume:
             self._resume()
         self.config = self.algo.config
@@ -130,12 +162,23 @@ class TrainingSession:
                 self.algo, extra = load_checkpoint(path)
             except CheckpointError as exc:
                 errors.append(str(exc))
+                self.resume_problems.append(f"{exc}; trying the previous checkpoint")
+                _log.warning("%s; trying the previous checkpoint", exc)
                 continue
+            self.resumed_from = path
             self.env_steps = int(extra.get("env_steps", 0))
             self.wall_offset = float(extra.get("wall_s", 0.0))
             self.best_return = float(extra.get("best_return", -math.inf))
             self.best_returns = [float(x) for x in extra.get("best_returns", self.best_returns)]
             self.final_returns = [float(x) for x in extra.get("final_returns", self.final_returns)]
+            self.reports_success = bool(extra.get("reports_success", False))
+            # Rates are in [0, 1]; the checkpoint stores "not measured" as -1 (no nan in JSON).
+            self.final_success_rates = [
+                float(x) if x >= 0 else math.nan
+                for x in extra.get("final_success_rates", self.final_success_rates)
+            ]
+            best_rate = float(extra.get("best_success_rate", -1.0))
+            self.best_success_rate = best_rate if best_rate >= 0 else math.nan
             best = extra.get("best_policy")
             self.best_policy = (int(best[0]), int(best[1])) if best else None
             return
@@ -154,14 +197,25 @@ class TrainingSession:
             action_high=self.task.action_high,
             task=self.task.env_id,
             config_hash=self.config.config_hash(),
+            obs_layout_version=self.task.obs_layout_version,
+            extra={"obs_layout": self.task.obs_layout} if self.task.obs_layout else {},
         )
 
     def policy_artifact(self, policy_id: int) -> bytes:
         """The current version of policy i as ONNX bytes (what workers and robots run)."""
         return export_policy_onnx(self.algo.policies[policy_id], self.metadata(policy_id))
 
-    def update(self, batches: Sequence[RolloutBatch]) -> IterationMetrics:
-        """One CGRPO iteration on one batch per policy, then log, track best, checkpoint."""
+    def update(
+        self,
+        batches: Sequence[RolloutBatch],
+        episode_successes: Sequence[Sequence[bool] | None] | None = None,
+    ) -> IterationMetrics:
+        """One CGRPO iteration on one batch per policy, then log, track best, checkpoint.
+
+        `episode_successes[i]`: the success flag of each episode that ended in batch i
+        (RolloutCollector.episode_successes), or None when the task reports no success.
+        """
+        success_rates = self._track_success(episode_successes, len(batches))
         # Score the policies that collected this data before the update changes them.
         for i, batch in enumerate(batches):
             if len(batch.episode_returns):
@@ -174,10 +228,43 @@ class TrainingSession:
                     (self.run_dir / "best.onnx").write_bytes(self.policy_artifact(i))
         self.env_steps += sum(b.num_steps for b in batches)
         metrics = self.algo.update(batches)
-        self.logger.log_iteration(metrics, self.env_steps, self.wall_s)
+        self.logger.log_iteration(metrics, self.env_steps, self.wall_s, success_rates)
         if self.algo.iteration % self.checkpoint_every == 0:
             self.save_checkpoint()
         return metrics
+
+    def _track_success(
+        self, episode_successes: Sequence[Sequence[bool] | None] | None, num_batches: int
+    ) -> list[float] | None:
+        """Per-policy success rate of this iteration's episodes (nan: no episode ended)."""
+        if episode_successes is None or all(s is None for s in episode_successes):
+            return None
+        if len(episode_successes) != num_batches:
+            raise ValueError(
+                f"episode_successes has {len(episode_successes)} entries; expected one per "
+                f"batch ({num_batches})"
+            )
+        self.reports_success = True
+        rates = [float(np.mean(s)) if s else math.nan for s in episode_successes]
+        for i, rate in enumerate(rates):
+            if not math.isnan(rate):
+                self.final_success_rates[i] = rate
+                if math.isnan(self.best_success_rate) or rate > self.best_success_rate:
+                    self.best_success_rate = rate
+        return rates
+
+    def success_summary(self) -> dict[str, Any]:
+        """summary.json success keys, present only when the task reports `is_success`."""
+        if not self.reports_success:
+            return {}
+        finals = [_finite_or_none(x) for x in self.final_success_rates]
+        returns = [x if math.isfinite(x) else -math.inf for x in self.final_returns]
+        chosen = int(np.argmax(returns))  # the policy a benchmark deploys: best final return
+        return {
+            "final_success_rate_per_policy": finals,
+            "best_success_rate": _finite_or_none(self.best_success_rate),
+            "success_rate": finals[chosen],
+        }
 
     @property
     def wall_s(self) -> float:
@@ -196,6 +283,14 @@ class TrainingSession:
             "final_returns": [x if math.isfinite(x) else -1e300 for x in self.final_returns],
             "best_policy": list(self.best_policy) if self.best_policy else None,
             "task": self.task.env_id,
+            "reports_success": self.reports_success,
+            # -1 stands for "not measured yet" (nan is not valid JSON in the checkpoint).
+            "final_success_rates": [
+                x if math.isfinite(x) else -1.0 for x in self.final_success_rates
+            ],
+            "best_success_rate": (
+                self.best_success_rate if math.isfinite(self.best_success_rate) else -1.0
+            ),
         }
         save_checkpoint(latest, self.algo, extra)
         return latest
@@ -222,6 +317,7 @@ class TrainingSession:
                 if self.best_policy
                 else None
             ),
+            **self.success_summary(),
             "config": self.config.to_dict(),
             "versions": versions(),
             **(extra or {}),
@@ -272,7 +368,7 @@ def train_single_process(
             batches.append(
                 collectors[i].collect(partial(runner.sample, rng=rngs[i]), steps_per_iteration)
             )
-        metrics = session.update(batches)
+        metrics = session.update(batches, [c.episode_successes for c in collectors])
         if progress is not None:
             progress(session.iteration, metrics, session)
     for collector in collectors:

@@ -28,6 +28,7 @@ from rclpy.qos import QoSProfile
 from std_msgs.msg import String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
+from cgrpo_ros.bounded import DuplicateGuard, RecentTable
 from cgrpo_ros.core.cgrpo import IterationMetrics
 from cgrpo_ros.nodes.params import (
     BackgroundSpinner,
@@ -133,9 +134,10 @@ class LearnerNode(Node):
         self.pending: dict[int, DecodedTrajectory] = {}
         self.rejected: Counter[str] = Counter()
         self._reject_logged: dict[str, float] = {}
-        self.seen: dict[str, set[int]] = {}
-        self.workers: dict[str, dict[str, Any]] = {}  # worker id -> its last status
-        self.last_seen: dict[str, float] = {}  # worker id -> monotonic time of its last message
+        # Keyed by what senders claim: bounded, so a flood of invented ids cannot grow memory.
+        self.seen = DuplicateGuard()
+        self.workers: RecentTable[dict[str, Any]] = RecentTable()  # worker id -> last status
+        self.last_seen: RecentTable[float] = RecentTable()  # worker id -> last message time
         self.policy_seen: dict[int, float] = {}
         self.stalled: list[int] = []
         self.save_requested = False
@@ -184,10 +186,8 @@ class LearnerNode(Node):
 
     def _check(self, traj: DecodedTrajectory) -> tuple[str, str] | None:
         """Why `traj` is refused, or None; called with the lock held."""
-        seqs = self.seen.setdefault(traj.worker_id, set())
-        if traj.seq in seqs:
+        if not self.seen.check_and_remember(traj.worker_id, traj.seq):
             return "duplicate", f"worker {traj.worker_id!r} sent seq {traj.seq} twice"
-        seqs.add(traj.seq)
         now = time.monotonic()
         self.last_seen[traj.worker_id] = now
         if not 0 <= traj.policy_id < self.num_policies:
