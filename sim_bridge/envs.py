@@ -43,6 +43,7 @@ class Arm7ReachEnv(gymnasium.Env[Float32Array, Float32Array]):
         self.robot = robot if robot is not None else load_robot_config(robot_config_path)
         self.sim = ArmSim(self.robot, model_path)
         self.task = ReachTask(self.robot, model_path)
+        self.limiter = self.robot.command_limiter()
         substeps = self.robot.control_period_s / self.sim.timestep
         self.n_substeps = round(substeps)
         if self.n_substeps < 1 or abs(substeps - self.n_substeps) > 1e-6:
@@ -68,12 +69,16 @@ class Arm7ReachEnv(gymnasium.Env[Float32Array, Float32Array]):
         if options and "goal" in options:
             self.goal = np.asarray(options["goal"], dtype=np.float64)
         self.sim.set_goal_marker(self.goal)
+        self.limiter.reset(self.sim.joint_positions())
         self._steps = 0
         return self._obs(), self._info()
 
     def step(self, action: Float32Array) -> tuple[Float32Array, float, bool, bool, dict[str, Any]]:
-        # Clip like the robot's driver does; a non-finite action raises (never silently held).
-        self.sim.set_position_command(action)
+        # The action is a joint position target; like on the real arm, what reaches the
+        # joints is that target clipped to the limits and rate-limited (the deploy-time
+        # guarantee behind Eq. 10). A non-finite action raises (never silently held).
+        target = np.clip(np.asarray(action, dtype=np.float64), self.robot.lower, self.robot.upper)
+        self.sim.set_position_command(self.limiter.limit(target, self.robot.control_period_s))
         self.sim.step(self.n_substeps)
         self._steps += 1
         q = self.sim.joint_positions()

@@ -13,11 +13,14 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import yaml
+
+if TYPE_CHECKING:
+    from cgrpo_ros.deploy.rate_limiter import JointRateLimiter
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -79,6 +82,22 @@ class RobotConfig:
     @property
     def command_topic(self) -> str:
         return f"/{self.controller_name}/commands"
+
+    def command_limiter(self) -> JointRateLimiter:
+        """The per-joint rate limiter every command to this arm goes through.
+
+        Training (the Arm7Reach env and the ros_robot worker backend) and deployment (the
+        policy server) use the same limits, so a policy is trained on the dynamics it is
+        deployed with, and a real arm never receives a jump while training either.
+        """
+        from cgrpo_ros.deploy.rate_limiter import JointRateLimiter
+
+        return JointRateLimiter(
+            velocity_limit=np.asarray(self.velocity_limit, dtype=np.float64),
+            acceleration_limit=np.asarray(self.acceleration_limit, dtype=np.float64),
+            lower=self.lower,
+            upper=self.upper,
+        )
 
     @property
     def lower(self) -> FloatArray:

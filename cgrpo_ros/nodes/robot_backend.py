@@ -64,6 +64,8 @@ class RobotBackend:
         self.state = _State()
         self._index_cache: dict[tuple[str, ...], list[int] | None] = {}
         self.command_pub = node.create_publisher(Float64MultiArray, self.robot.command_topic, 10)
+        self.limiter = self.robot.command_limiter()
+        self.last_command = self.robot.home_array.astype(np.float64)
         node.create_subscription(JointState, p["joint_states_topic"], self.on_joint_state, 10)
         self.reset_client = node.create_client(Trigger, p["reset_service"])
         self.reset_service = p["reset_service"]
@@ -154,8 +156,29 @@ class RobotBackend:
         assert q is not None and qd is not None
         return self.task.observation(q, qd, goal)
 
-    def _step(self, action: npt.NDArray[np.float32], next_tick: float) -> bool:
-        command = np.clip(action, self.task.action_low, self.task.action_high)
+    def _limited_command(self, action: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """The action as a joint target, clipped and rate-limited as deployment does.
+
+        Without the limiter an exploring policy would command jumps of a radian per control
+        period to a real arm. A non-finite action holds the last command.
+        """
+        target = np.clip(action.astype(np.float64), self.task.action_low, self.task.action_high)
+        if not np.all(np.isfinite(target)):
+            self.log.warning("non-finite action: holding", throttle_duration_sec=WARN_THROTTLE_S)
+            target = self.last_command
+        self.last_command = self.limiter.limit(target, 1.0 / self.rate_hz)
+        return self.last_command
+
+    def _start_limiter(self) -> None:
+        """Begin rate limiting at rest at the pose measured after a reset."""
+        with self.cond:
+            q = self.state.q
+        assert q is not None
+        pose = np.clip(np.asarray(q, dtype=np.float64), self.robot.lower, self.robot.upper)
+        self.limiter.reset(pose)
+        self.last_command = pose
+
+    def _step(self, command: npt.NDArray[np.float64], next_tick: float) -> bool:
         with self.cond:
             count, stamp = self.state.count, self.state.stamp_ns
         self.command_pub.publish(Float64MultiArray(data=command.astype(np.float64).tolist()))
@@ -188,12 +211,14 @@ class RobotBackend:
                 if not self._reset_until_ok():
                     return None
                 goal = self.task.sample_goal(self.rng)
+                self._start_limiter()
                 t_episode, episode_return = 0, 0.0
                 next_tick = time.monotonic()
             obs[t] = self._observe(goal)
             actions[t] = act(obs[t])
             next_tick += period
-            while not self._step(actions[t], next_tick):  # a lost command or state: resend
+            command = self._limited_command(actions[t])
+            while not self._step(command, next_tick):  # a lost command or state: resend
                 if self.stop:
                     return None
             with self.cond:

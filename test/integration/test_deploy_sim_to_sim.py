@@ -42,7 +42,6 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 from cgrpo_ros.core.config import CGRPOConfig  # noqa: E402
 from cgrpo_ros.core.policy_artifact import OnnxPolicy  # noqa: E402
 from cgrpo_ros.core.rollout import evaluate  # noqa: E402
-from cgrpo_ros.deploy.command_gate import CommandGate  # noqa: E402
 from cgrpo_ros.training import make_env, train_single_process  # noqa: E402
 from sim_bridge.envs import ENV_ID  # noqa: E402
 from sim_bridge.reach_task import ReachTask  # noqa: E402
@@ -58,9 +57,13 @@ EPISODES = 4
 EVAL_SEED = 500
 TRAIN_ITERATIONS = 12  # ~30 s of CPU here; see docs/deploy.md for what it reaches
 STARTUP_TIMEOUT_S = 40.0
-# Mean return over EPISODES: deployed vs in-process (stated in docs/deploy.md).
-MARGIN = 0.25  # relative: the training env has no rate limiter (measured: 17%, see docs)
-LIMITED_MARGIN = 0.10  # relative, against the in-process run through the same rate limiter
+# Mean return over EPISODES, deployed vs in-process, relative (stated in docs/deploy.md).
+# The training env rate-limits its commands with the robot's limits exactly as the policy
+# server does, so only timing over DDS (realtime sim) separates the two.
+MARGIN = 0.15  # measured 6.5 % (docs/deploy.md)
+# Commands per episode the server must have sent (of STEPS). Timing is a benchmark figure
+# (docs/benchmarks.md); this only catches a server that stalls, even on a loaded machine.
+MIN_COMMAND_SHARE = 0.5
 
 
 @dataclass
@@ -83,32 +86,6 @@ class Probe:
             return future.result()
         finally:
             self.node.destroy_client(client)
-
-
-def limited_return(policy: OnnxPolicy, episodes: int, seed: int) -> np.ndarray:
-    """In-process return with the deployed pipeline's CommandGate between policy and env."""
-    env = make_env(ENV_ID)
-    returns = np.zeros(episodes)
-    for e in range(episodes):
-        obs, _ = env.reset(seed=seed + e)
-        gate = CommandGate(
-            lower=ROBOT.lower,
-            upper=ROBOT.upper,
-            velocity_limit=ROBOT.velocity_limit,
-            acceleration_limit=ROBOT.acceleration_limit,
-            dt=DT,
-            blend_time_s=0.0,
-        )
-        gate.start(env.unwrapped.sim.joint_positions())
-        gate.enable()
-        done = False
-        while not done:
-            command = gate.tick(policy.deterministic_action(obs).astype(np.float64))
-            obs, reward, term, trunc, _ = env.step(command.astype(np.float32))
-            returns[e] += reward
-            done = term or trunc
-    env.close()
-    return returns
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +117,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "path": path,
         "goals": goals,
         "in_process": returns,
-        "limited": limited_return(policy, EPISODES, EVAL_SEED),
         "train_s": time.monotonic() - start,
     }
 
@@ -232,19 +208,17 @@ def test_deployed_return_matches_in_process(
     assert server_code == 0 and sim_code == 0, process_output(server) + process_output(sim)
     for commands in episode_commands:
         c = np.asarray(commands)
-        assert len(c) > 0.8 * STEPS  # the server kept its 50 Hz
+        assert len(c) > MIN_COMMAND_SHARE * STEPS
         assert np.isfinite(c).all()
         assert (c >= ROBOT.lower).all() and (c <= ROBOT.upper).all()
         v_step = np.asarray(ROBOT.velocity_limit) * DT
         assert (np.abs(np.diff(c, axis=0)) <= v_step * (1 + 1e-9) + 1e-12).all()
     in_process = float(np.mean(trained["in_process"]))
-    limited = float(np.mean(trained["limited"]))
     got = float(np.mean(deployed))
     report = (
         f"trained {trained['train_s']:.0f}s; mean return over {EPISODES} episodes: in-process "
-        f"{in_process:.2f}, in-process through the limiter {limited:.2f}, deployed over DDS "
-        f"{got:.2f} (per episode {np.round(deployed, 2).tolist()}); holds {status['holds']}"
+        f"{in_process:.2f}, deployed over DDS {got:.2f} "
+        f"(per episode {np.round(deployed, 2).tolist()}); holds {status['holds']}"
     )
     print(report)
     assert abs(got - in_process) <= MARGIN * abs(in_process), report
-    assert abs(got - limited) <= LIMITED_MARGIN * abs(limited), report

@@ -186,3 +186,20 @@ def test_scripted_controller_reaches_the_goal(robot: RobotConfig) -> None:
     assert info["is_success"]
     assert info["distance"] < 0.01
     assert rewards[-1] > rewards[0]
+
+
+def test_env_rate_limits_commands_like_the_policy_server() -> None:
+    """A far target reaches the joints only as fast as the robot's limits allow."""
+    register_envs()
+    env = gymnasium.make(ENV_ID)
+    robot = env.unwrapped.robot
+    env.reset(seed=0)
+    previous = robot.home_array.copy()
+    v_step = np.asarray(robot.velocity_limit) * robot.control_period_s
+    for _ in range(5):
+        env.step(np.asarray(robot.upper, dtype=np.float32))
+        command = env.unwrapped.sim.position_command()
+        assert np.all(np.abs(command - previous) <= v_step + 1e-9)
+        previous = command
+    assert np.any(np.abs(previous - robot.home_array) > 1e-3)  # it does move towards it
+    env.close()
