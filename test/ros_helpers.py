@@ -15,9 +15,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:  # rclpy is imported lazily, so this module loads without a ROS install
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Valid Fast DDS domain ids on Linux are 0..101 (ports grow with the id); 0 is the default
@@ -129,3 +134,39 @@ def wait_for(
         else:
             time.sleep(period)
     return condition()
+
+
+@contextmanager
+def probe_node(env: Mapping[str, str], name: str) -> Iterator[tuple[Node, SingleThreadedExecutor]]:
+    """A test-side node `name` in its own rclpy context on `env`'s ROS_DOMAIN_ID.
+
+    Yields the node and a single-threaded executor that already holds it; spin with
+    `executor.spin_once(timeout_sec=...)`. Ctrl-C is left to pytest (no rclpy signal
+    handlers). Executor, node and context are shut down on exit, also if setting up failed
+    halfway.
+    """
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.signals import SignalHandlerOptions
+
+    context = Context()
+    rclpy.init(
+        context=context,
+        domain_id=int(env["ROS_DOMAIN_ID"]),
+        signal_handler_options=SignalHandlerOptions.NO,
+    )
+    try:
+        node = Node(name, context=context)
+        try:
+            executor = SingleThreadedExecutor(context=context)
+            try:
+                executor.add_node(node)
+                yield node, executor
+            finally:
+                executor.shutdown(timeout_sec=1.0)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

@@ -24,6 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ros_helpers import (
     isolated_ros_env,
+    probe_node,
     process_output,
     start_node_process,
     stop_process,
@@ -31,10 +32,8 @@ from ros_helpers import (
 )
 
 rclpy = pytest.importorskip("rclpy")
-from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
@@ -124,37 +123,24 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def probe() -> Iterator[tuple[Probe, dict[str, str]]]:
     env = isolated_ros_env()
-    context = Context()
-    rclpy.init(
-        context=context,
-        domain_id=int(env["ROS_DOMAIN_ID"]),
-        signal_handler_options=SignalHandlerOptions.NO,
-    )
-    node = Node("sim_to_sim_probe", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    p = Probe(node=node, executor=executor)
-    node.create_subscription(
-        JointState,
-        "/joint_states",
-        lambda m: p.states.append((time.monotonic(), np.asarray(m.position))),
-        100,
-    )
-    node.create_subscription(
-        Float64MultiArray,
-        ROBOT.command_topic,
-        lambda m: p.commands.append((time.monotonic(), list(m.data))),
-        100,
-    )
-    node.create_subscription(
-        String, "/policy_server/status", lambda m: p.statuses.append(json.loads(m.data)), 10
-    )
-    try:
+    with probe_node(env, "sim_to_sim_probe") as (node, executor):
+        p = Probe(node=node, executor=executor)
+        node.create_subscription(
+            JointState,
+            "/joint_states",
+            lambda m: p.states.append((time.monotonic(), np.asarray(m.position))),
+            100,
+        )
+        node.create_subscription(
+            Float64MultiArray,
+            ROBOT.command_topic,
+            lambda m: p.commands.append((time.monotonic(), list(m.data))),
+            100,
+        )
+        node.create_subscription(
+            String, "/policy_server/status", lambda m: p.statuses.append(json.loads(m.data)), 10
+        )
         yield p, env
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def episode_return(p: Probe, t0: float, goal: np.ndarray) -> float:

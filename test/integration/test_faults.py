@@ -27,6 +27,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ros_helpers import (
     isolated_ros_env,
+    probe_node,
     process_output,
     start_node_process,
     stop_process,
@@ -34,11 +35,9 @@ from ros_helpers import (
 )
 
 rclpy = pytest.importorskip("rclpy")
-from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from std_msgs.msg import String, UInt8MultiArray  # noqa: E402
 from test_training_stack import ENV_ID, learner_argv, worker_argv  # noqa: E402
 
@@ -97,38 +96,25 @@ def _latched(depth: int) -> QoSProfile:
 @contextmanager
 def open_probe(env: dict[str, str], name: str = "fault_probe") -> Iterator[Probe]:
     """A probe node in its own rclpy context on `env`'s domain; always shut down."""
-    context = Context()
-    rclpy.init(
-        context=context,
-        domain_id=int(env["ROS_DOMAIN_ID"]),
-        signal_handler_options=SignalHandlerOptions.NO,
-    )
-    node = Node(name, context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    p = Probe(node=node, executor=executor)
+    with probe_node(env, name) as (node, executor):
+        p = Probe(node=node, executor=executor)
 
-    def on_learner_status(msg: String) -> None:
-        p.learner_status.append((time.monotonic(), json.loads(msg.data)))
+        def on_learner_status(msg: String) -> None:
+            p.learner_status.append((time.monotonic(), json.loads(msg.data)))
 
-    def on_policy(msg: UInt8MultiArray) -> None:
-        try:
-            frame = decode_policy(from_uint8_msg(msg))
-        except WireFormatError:
-            return  # a hostile-input test's own frames
-        p.policies.append((frame.policy_id, frame.policy_version, frame.onnx_bytes))
+        def on_policy(msg: UInt8MultiArray) -> None:
+            try:
+                frame = decode_policy(from_uint8_msg(msg))
+            except WireFormatError:
+                return  # a hostile-input test's own frames
+            p.policies.append((frame.policy_id, frame.policy_version, frame.onnx_bytes))
 
-    node.create_subscription(String, "/cgrpo/learner_status", on_learner_status, _latched(1))
-    node.create_subscription(
-        String, "/cgrpo/worker_status", lambda m: p.worker_status.append(json.loads(m.data)), 50
-    )
-    node.create_subscription(UInt8MultiArray, "/cgrpo/policies", on_policy, _latched(8))
-    try:
+        node.create_subscription(String, "/cgrpo/learner_status", on_learner_status, _latched(1))
+        node.create_subscription(
+            String, "/cgrpo/worker_status", lambda m: p.worker_status.append(json.loads(m.data)), 50
+        )
+        node.create_subscription(UInt8MultiArray, "/cgrpo/policies", on_policy, _latched(8))
         yield p
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ros_helpers import (
     isolated_ros_env,
+    probe_node,
     process_output,
     start_node_process,
     stop_process,
@@ -28,10 +29,8 @@ from ros_helpers import (
 )
 
 rclpy = pytest.importorskip("rclpy")
-from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
@@ -155,38 +154,25 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def probe(ros_env: dict[str, str]) -> Iterator[Probe]:
-    context = Context()
-    rclpy.init(
-        context=context,
-        domain_id=int(ros_env["ROS_DOMAIN_ID"]),
-        signal_handler_options=SignalHandlerOptions.NO,
-    )
-    node = Node("policy_server_probe", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    p = Probe(node=node, executor=executor)
-    node.create_subscription(
-        Float64MultiArray,
-        ROBOT.command_topic,
-        lambda m: p.commands.append((time.monotonic(), list(m.data))),
-        100,
-    )
-    node.create_subscription(
-        String, "/policy_server/status", lambda m: p.statuses.append(json.loads(m.data)), 10
-    )
-    pub = node.create_publisher(JointState, "/joint_states", 10)
+    with probe_node(ros_env, "policy_server_probe") as (node, executor):
+        p = Probe(node=node, executor=executor)
+        node.create_subscription(
+            Float64MultiArray,
+            ROBOT.command_topic,
+            lambda m: p.commands.append((time.monotonic(), list(m.data))),
+            100,
+        )
+        node.create_subscription(
+            String, "/policy_server/status", lambda m: p.statuses.append(json.loads(m.data)), 10
+        )
+        pub = node.create_publisher(JointState, "/joint_states", 10)
 
-    def publish_state() -> None:
-        if p.state is not None:
-            pub.publish(p.state)
+        def publish_state() -> None:
+            if p.state is not None:
+                pub.publish(p.state)
 
-    node.create_timer(0.01, publish_state)
-    try:
+        node.create_timer(0.01, publish_state)
         yield p
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ros_helpers import (
     isolated_ros_env,
+    probe_node,
     process_output,
     start_node_process,
     stop_process,
@@ -22,10 +23,8 @@ from ros_helpers import (
 )
 
 rclpy = pytest.importorskip("rclpy")
-from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -67,26 +66,13 @@ def ros_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 @pytest.fixture
 def probe(ros_env: dict[str, str]) -> Iterator[Probe]:
-    context = Context()
-    rclpy.init(
-        context=context,
-        domain_id=int(ros_env["ROS_DOMAIN_ID"]),
-        signal_handler_options=SignalHandlerOptions.NO,  # leave Ctrl-C to pytest
-    )
-    node = Node("sim_bridge_probe", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    p = Probe(node=node, executor=executor)
-    node.create_subscription(JointState, "joint_states", p.states.append, 10)
-    node.create_subscription(
-        String, "/sim_bridge/status", lambda m: p.statuses.append(json.loads(m.data)), 10
-    )
-    try:
+    with probe_node(ros_env, "sim_bridge_probe") as (node, executor):
+        p = Probe(node=node, executor=executor)
+        node.create_subscription(JointState, "joint_states", p.states.append, 10)
+        node.create_subscription(
+            String, "/sim_bridge/status", lambda m: p.statuses.append(json.loads(m.data)), 10
+        )
         yield p
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def test_lockstep_bridge_moves_resets_and_rejects(ros_env: dict[str, str], probe: Probe) -> None:

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ros_helpers import (
     REPO_ROOT,
     isolated_ros_env,
+    probe_node,
     process_output,
     start_node_process,
     stop_process,
@@ -25,11 +26,9 @@ from ros_helpers import (
 )
 
 rclpy = pytest.importorskip("rclpy")
-from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from std_msgs.msg import String, UInt8MultiArray  # noqa: E402
 
 from cgrpo_ros.core.buffers import RolloutBatch  # noqa: E402
@@ -88,34 +87,21 @@ def ros_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 @pytest.fixture
 def probe(ros_env: dict[str, str]) -> Iterator[Probe]:
-    context = Context()
-    rclpy.init(
-        context=context,
-        domain_id=int(ros_env["ROS_DOMAIN_ID"]),
-        signal_handler_options=SignalHandlerOptions.NO,
-    )
-    node = Node("stack_probe", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    p = Probe(node=node, executor=executor)
-    latched = QoSProfile(
-        depth=1,
-        reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    )
+    with probe_node(ros_env, "stack_probe") as (node, executor):
+        p = Probe(node=node, executor=executor)
+        latched = QoSProfile(
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
 
-    def keep(into: list[dict[str, Any]]) -> Any:
-        return lambda msg: into.append(json.loads(msg.data))
+        def keep(into: list[dict[str, Any]]) -> Any:
+            return lambda msg: into.append(json.loads(msg.data))
 
-    node.create_subscription(String, "/cgrpo/worker_status", keep(p.worker_status), 50)
-    node.create_subscription(String, "/cgrpo/learner_status", keep(p.learner_status), latched)
-    node.create_subscription(String, "/cgrpo/metrics", keep(p.metrics), 50)
-    try:
+        node.create_subscription(String, "/cgrpo/worker_status", keep(p.worker_status), 50)
+        node.create_subscription(String, "/cgrpo/learner_status", keep(p.learner_status), latched)
+        node.create_subscription(String, "/cgrpo/metrics", keep(p.metrics), 50)
         yield p
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def _wait_exit(proc: subprocess.Popen[bytes], probe: Probe, timeout: float) -> bool:
