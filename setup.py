@@ -19,6 +19,9 @@ setup(
         ("share/" + package_name + "/config/robots", glob("config/robots/*.yaml")),
     ],
     install_requires=["setuptools"],
+    # colcon test picks its pytest step only for packages with a pytest test dependency;
+    # without one it ran unittest and found 0 tests (as `ros2 pkg create` writes for Kilted).
+    extras_require={"test": ["pytest"]},
     zip_safe=True,
     maintainer="cgrpo_ros developers",
     maintainer_email="cgrpo-ros@example.com",

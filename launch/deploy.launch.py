@@ -56,6 +56,10 @@ def generate_launch_description() -> LaunchDescription:
         package=PACKAGE,
         executable="policy_server",
         name="policy_server",
+        # namespace="": the dict is then written under "/policy_server", after the
+        # file's `policy_server:` section, so the arguments win. Without it launch_ros
+        # writes "/**", which only wins while deploy.yaml has no "/**" section.
+        namespace="",
         output="screen",
         parameters=[deploy_yaml, overrides],
     )
@@ -63,6 +67,7 @@ def generate_launch_description() -> LaunchDescription:
         package=PACKAGE,
         executable="sim_bridge",
         name="sim_bridge",
+        namespace="",
         output="screen",
         parameters=[
             {

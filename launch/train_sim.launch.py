@@ -35,6 +35,12 @@ ARGUMENTS = (
 SHARED = ("env_id", "num_policies", "steps_per_iteration", "seed")  # learner and workers
 LEARNER_ONLY = ("num_groups", "iterations", "run_dir", "config_file")
 STRINGS = ("env_id", "run_dir", "config_file")
+# On Ctrl-C (or launch_testing's shutdown) launch sends SIGINT, then SIGTERM after
+# `sigterm_timeout` (5 s by default). The learner first finishes the update under way, writes
+# its checkpoint, ONNX files and summary.json, and lingers for the workers: more than 5 s
+# already on HalfCheetah with the default file, and then SIGTERM reached it during interpreter
+# teardown (exit code -15); an update over ~10 s would meet SIGKILL before the files.
+LEARNER_SIGTERM_TIMEOUT_S = "60"
 
 
 def _file_value(params_file: str, name: str) -> object:
@@ -66,15 +72,21 @@ def _launch_setup(context: LaunchContext) -> list:
         package=PACKAGE,
         executable="learner",
         name="learner",
+        # namespace="" (the root, or a pushed namespace) makes the node name fully specified:
+        # only then does launch_ros write the dict below under "/learner" instead of "/**".
+        # A "/**" override loses to the file's own `learner:` section (iterations:=2 was
+        # ignored); a "/learner" one given after the file wins.
+        namespace="",
         output="screen",
-        # A dict after the file: launch_ros writes it under the node's own name, so it wins.
         parameters=[params_file, overrides],
+        sigterm_timeout=LEARNER_SIGTERM_TIMEOUT_S,
     )
     workers = [
         Node(
             package=PACKAGE,
             executable="rollout_worker",
             name=f"rollout_worker_{w}",
+            namespace="",  # overrides under the node's own name (see the learner)
             output="screen",
             parameters=[params_file, {**shared, "policy_ids": ids}],
         )

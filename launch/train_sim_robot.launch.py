@@ -31,6 +31,9 @@ ARGUMENTS = (
 )
 SHARED = ("num_policies", "steps_per_iteration", "seed")
 STRINGS = ("run_dir", "config_file")
+# SIGINT -> SIGTERM after this long, not launch's 5 s: the learner writes its final files
+# after a stop (see train_sim.launch.py).
+LEARNER_SIGTERM_TIMEOUT_S = "60"
 
 
 def _launch_setup(context: LaunchContext) -> list:
@@ -51,8 +54,10 @@ def _launch_setup(context: LaunchContext) -> list:
         package=PACKAGE,
         executable="learner",
         name="learner",
+        namespace="",  # overrides under the node's own name, not "/**" (see train_sim.launch.py)
         output="screen",
         parameters=[params_file, overrides],
+        sigterm_timeout=LEARNER_SIGTERM_TIMEOUT_S,
     )
     # policy_ids: every policy (the file's num_policies unless overridden here).
     worker_params: dict = dict(shared)
@@ -62,6 +67,7 @@ def _launch_setup(context: LaunchContext) -> list:
         package=PACKAGE,
         executable="rollout_worker",
         name="rollout_worker_0",
+        namespace="",
         output="screen",
         parameters=[params_file, worker_params],
     )
@@ -69,6 +75,7 @@ def _launch_setup(context: LaunchContext) -> list:
         package=PACKAGE,
         executable="sim_bridge",
         name="sim_bridge",
+        namespace="",
         output="screen",
         parameters=[params_file, {"mode": "lockstep"}],
     )
