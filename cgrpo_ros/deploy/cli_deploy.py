@@ -57,17 +57,27 @@ def build_commands(args: argparse.Namespace) -> dict[str, list[str]]:
         raise ValueError(f"parameter file {params_file} not found (--params-file)")
     if not Path(args.model).is_file():
         raise ValueError(f"policy model {args.model} not found")
-    server = ["--params-file", str(params_file), "-p", f"model_path:={Path(args.model).resolve()}"]
-    sim = ["-p", "mode:=realtime"]
+
+    # Node-scoped `-p node:name:=value`: a plain `-p` is a `/**` rule, which loses to the
+    # parameter file's own `policy_server:` section (rcl prefers the node's name).
+    def server_param(item: str) -> list[str]:
+        return ["-p", f"policy_server:{item}"]
+
+    def sim_param(item: str) -> list[str]:
+        return ["-p", f"sim_bridge:{item}"]
+
+    server = ["--params-file", str(params_file)]
+    server += server_param(f"model_path:={Path(args.model).resolve()}")
+    sim = sim_param("mode:=realtime")
     if args.robot_config is not None:
-        server += ["-p", f"robot_config:={Path(args.robot_config).resolve()}"]
-        sim += ["-p", f"robot_config:={Path(args.robot_config).resolve()}"]
+        server += server_param(f"robot_config:={Path(args.robot_config).resolve()}")
+        sim += sim_param(f"robot_config:={Path(args.robot_config).resolve()}")
     if args.controller_name is not None:
-        server += ["-p", f"controller_name:={args.controller_name}"]
+        server += server_param(f"controller_name:={args.controller_name}")
     if args.control_rate_hz is not None:
-        server += ["-p", f"control_rate_hz:={float(args.control_rate_hz)!r}"]
+        server += server_param(f"control_rate_hz:={float(args.control_rate_hz)!r}")
     for item in args.extra:
-        server += ["-p", item]
+        server += server_param(item)
     python = [sys.executable, "-m"]
     commands = {"policy_server": [*python, "cgrpo_ros.nodes.policy_server", "--ros-args", *server]}
     if args.use_sim:
