@@ -169,3 +169,26 @@ def test_train_sim_command_sets_only_declared_parameters(tmp_path: Path) -> None
         assert set_names <= DECLARED[node], set_names - DECLARED[node]
     worker_argv = dict(commands)["rollout_worker_1"]
     assert "rollout_worker_1:policy_ids:=[1]" in worker_argv  # round-robin: 0,2 | 1
+
+
+@pytest.mark.parametrize("launch_file", [*LAUNCH_FILES, "deploy.launch.py"])
+def test_launch_nodes_take_node_scoped_overrides(launch_file: str) -> None:
+    """Checked with a real `ros2 launch` (docs/training_stack.md): without a namespace,
+    launch_ros writes a `parameters` dict under `/**`, which loses to the parameter file's own
+    `<node>:` section, so launch arguments would be silently ignored."""
+    for call in _launch_calls(REPO / "launch" / launch_file, "Node"):
+        namespace = _keyword(call, "namespace")
+        assert isinstance(namespace, ast.Constant) and namespace.value == "", launch_file
+
+
+@pytest.mark.parametrize("launch_file", LAUNCH_FILES)
+def test_learner_gets_time_to_write_its_final_files(launch_file: str) -> None:
+    """launch escalates SIGINT to SIGTERM after 5 s by default; the learner's last update and
+    checkpoint take longer, so its `sigterm_timeout` must be raised."""
+    learners = [
+        c
+        for c in _launch_calls(REPO / "launch" / launch_file, "Node")
+        if getattr(_keyword(c, "executable"), "value", None) == "learner"
+    ]
+    assert len(learners) == 1
+    assert _keyword(learners[0], "sigterm_timeout") is not None, launch_file
