@@ -25,9 +25,8 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Duration
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -138,13 +137,7 @@ class PolicyServerNode(Node):
         self.create_service(SetBool, "~/enable", self.on_enable_request)
         self.create_service(Trigger, "~/estop", self.on_estop_request)
         self.create_service(Trigger, "~/reset_estop", self.on_reset_estop_request)
-        # Loading a model takes tens of ms: its own group, so ticks go on meanwhile.
-        self.reload_srv = self.create_service(
-            Trigger,
-            "~/reload",
-            self.on_reload_request,
-            callback_group=MutuallyExclusiveCallbackGroup(),
-        )
+        self.reload_srv = self.create_service(Trigger, "~/reload", self.on_reload_request)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.control_timer = self.create_timer(self.dt, self.on_control_tick)
         self.status_timer = self.create_timer(1.0 / float(p["status_rate_hz"]), self.publish_status)
@@ -332,6 +325,13 @@ class PolicyServerNode(Node):
     def on_reload_request(
         self, request: Trigger.Request, response: Trigger.Response
     ) -> Trigger.Response:
+        """Validate the new model, then swap it in between two ticks if it is good.
+
+        Runs on the single executor thread, so the control loop pauses while the model loads
+        (about 10 ms; the controller holds the last command meanwhile). rclpy's
+        MultiThreadedExecutor would let ticks go on, but it busy-waits a whole core at
+        500 Hz and starves the very control loop it was meant to protect (docs/benchmarks.md).
+        """
         path = str(self.get_parameter("model_path").value)
         try:
             runtime = load_policy_runtime(path, self.robot)
@@ -397,8 +397,8 @@ def main(args: list[str] | None = None) -> None:
                 rclpy.logging.get_logger(NODE_NAME).error(str(err))
                 exit_code = EXIT_REFUSED_TO_START
             else:
-                # Two threads: ~/reload loads a model while the control group keeps ticking.
-                executor = MultiThreadedExecutor(num_threads=2)
+                # One thread: see on_reload_request for why not the MultiThreadedExecutor.
+                executor = SingleThreadedExecutor()
                 executor.add_node(node)
                 try:
                     executor.spin()
