@@ -27,7 +27,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
@@ -256,9 +256,15 @@ def main(args: list[str] | None = None) -> None:
                 rclpy.logging.get_logger(NODE_NAME).error(str(err))
                 exit_code = EXIT_BAD_PARAMETER
             else:
+                # Not rclpy.spin: a take interrupted by Ctrl-C must end the run, not crash it.
+                from cgrpo_ros.nodes.params import spin_until_shutdown
+
+                executor = SingleThreadedExecutor()
+                executor.add_node(node)
                 try:
-                    rclpy.spin(node)
+                    spin_until_shutdown(executor, node)
                 finally:
+                    executor.shutdown()
                     node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

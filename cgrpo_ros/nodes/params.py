@@ -190,6 +190,27 @@ def run_node(name: str, body: Callable[[StopFlag], int], args: list[str] | None 
         sys.exit(exit_code)
 
 
+def spin_until_shutdown(
+    executor: Any, node: Node, stopping: Callable[[], bool] = lambda: False
+) -> None:
+    """executor.spin(), except that an error taking one message is logged, never fatal.
+
+    The one seen in practice: Ctrl-C shuts the context down while a message is being taken,
+    and rclpy raises RuntimeError from the take; that is the end of the run, not a crash.
+    """
+    from rclpy.executors import ShutdownException
+
+    while node.context.ok() and not stopping():
+        try:
+            executor.spin_once(timeout_sec=0.1)
+        except ShutdownException:
+            break
+        except RuntimeError as err:
+            if not node.context.ok():
+                break
+            node.get_logger().error(f"executor: {err}", throttle_duration_sec=2.0)
+
+
 class BackgroundSpinner:
     """Spins a node in a daemon thread so the main thread may block (rclpy#1313).
 
@@ -200,6 +221,8 @@ class BackgroundSpinner:
     def __init__(self, node: Node) -> None:
         from rclpy.executors import SingleThreadedExecutor
 
+        self.node = node
+        self.stopping = threading.Event()
         self.executor = SingleThreadedExecutor(context=node.context)
         self.executor.add_node(node)
         self.thread = threading.Thread(target=self._spin, name=f"spin-{node.get_name()}")
@@ -208,9 +231,10 @@ class BackgroundSpinner:
 
     def _spin(self) -> None:
         with contextlib.suppress(ExternalShutdownException, KeyboardInterrupt):
-            self.executor.spin()
+            spin_until_shutdown(self.executor, self.node, self.stopping.is_set)
 
     def stop(self) -> None:
+        self.stopping.set()
         self.executor.shutdown(timeout_sec=2.0)
         self.thread.join(timeout=5.0)
 

@@ -43,6 +43,7 @@ from cgrpo_ros.deploy.policy_runtime import (
     load_policy_runtime,
     timed_action,
 )
+from cgrpo_ros.nodes.params import spin_until_shutdown
 from sim_bridge.robot_config import RobotConfig, default_robot_config_path, load_robot_config
 
 NODE_NAME = "policy_server"
@@ -409,21 +410,6 @@ def main(args: list[str] | None = None) -> None:
         pass
     if exit_code:
         sys.exit(exit_code)
-
-
-def spin_until_shutdown(executor: SingleThreadedExecutor, node: Node) -> None:
-    """executor.spin(), except that an error taking one message is logged, never fatal.
-
-    The one seen in practice: Ctrl-C shuts the context down while a message is being taken,
-    and rclpy raises RuntimeError from the take; that is the end of the run, not a crash.
-    """
-    while rclpy.ok():
-        try:
-            executor.spin_once(timeout_sec=0.1)
-        except RuntimeError as err:
-            if not rclpy.ok():
-                break
-            node.get_logger().error(f"executor: {err}", throttle_duration_sec=2.0)
 
 
 if __name__ == "__main__":
