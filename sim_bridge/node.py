@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
@@ -247,29 +244,9 @@ class SimBridgeNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    exit_code = 0
-    try:
-        with rclpy.init(args=args):
-            try:
-                node = SimBridgeNode()
-            except ParameterError as err:
-                rclpy.logging.get_logger(NODE_NAME).error(str(err))
-                exit_code = EXIT_BAD_PARAMETER
-            else:
-                # Not rclpy.spin: a take interrupted by Ctrl-C must end the run, not crash it.
-                from cgrpo_ros.nodes.params import spin_until_shutdown
+    from cgrpo_ros.nodes.params import serve_node
 
-                executor = SingleThreadedExecutor()
-                executor.add_node(node)
-                try:
-                    spin_until_shutdown(executor, node)
-                finally:
-                    executor.shutdown()
-                    node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    if exit_code:
-        sys.exit(exit_code)
+    serve_node(NODE_NAME, SimBridgeNode, ParameterError, EXIT_BAD_PARAMETER, args)
 
 
 if __name__ == "__main__":

@@ -211,6 +211,44 @@ def spin_until_shutdown(
             node.get_logger().error(f"executor: {err}", throttle_duration_sec=2.0)
 
 
+def serve_node(
+    name: str,
+    make_node: Callable[[], Node],
+    refused: type[Exception],
+    refused_exit_code: int,
+    args: list[str] | None = None,
+) -> None:
+    """main() of a node that only serves callbacks (policy_server, sim_bridge).
+
+    A start it refuses (`refused`: a bad parameter or model) is one log line and
+    `refused_exit_code`, no traceback; Ctrl-C and SIGTERM end it with exit code 0.
+    """
+    from rclpy.executors import SingleThreadedExecutor
+
+    exit_code = 0
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = make_node()
+            except refused as err:
+                rclpy.logging.get_logger(name).error(str(err))
+                exit_code = refused_exit_code
+            else:
+                # One thread: rclpy's MultiThreadedExecutor busy-waits a whole core
+                # (docs/benchmarks.md, deployment section).
+                executor = SingleThreadedExecutor()
+                executor.add_node(node)
+                try:
+                    spin_until_shutdown(executor, node)
+                finally:
+                    executor.shutdown()
+                    node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    if exit_code:
+        sys.exit(exit_code)
+
+
 class BackgroundSpinner:
     """Spins a node in a daemon thread so the main thread may block (rclpy#1313).
 

@@ -16,17 +16,14 @@ command_gate.py (modes, holds, blend-in, rate limiting), policy_runtime.py (load
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -43,7 +40,7 @@ from cgrpo_ros.deploy.policy_runtime import (
     load_policy_runtime,
     timed_action,
 )
-from cgrpo_ros.nodes.params import spin_until_shutdown
+from cgrpo_ros.nodes.params import serve_node
 from sim_bridge.robot_config import RobotConfig, default_robot_config_path, load_robot_config
 
 NODE_NAME = "policy_server"
@@ -389,27 +386,7 @@ class PolicyServerNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    exit_code = 0
-    try:
-        with rclpy.init(args=args):
-            try:
-                node = PolicyServerNode()
-            except StartupError as err:
-                rclpy.logging.get_logger(NODE_NAME).error(str(err))
-                exit_code = EXIT_REFUSED_TO_START
-            else:
-                # One thread: see on_reload_request for why not the MultiThreadedExecutor.
-                executor = SingleThreadedExecutor()
-                executor.add_node(node)
-                try:
-                    spin_until_shutdown(executor, node)
-                finally:
-                    executor.shutdown()
-                    node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    if exit_code:
-        sys.exit(exit_code)
+    serve_node(NODE_NAME, PolicyServerNode, StartupError, EXIT_REFUSED_TO_START, args)
 
 
 if __name__ == "__main__":
