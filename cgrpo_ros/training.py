@@ -153,6 +153,14 @@ class TrainingSession:
 
     def _resume(self) -> None:
         """Continue from the newest complete checkpoint; fall back to the previous one."""
+        # A process killed while writing leaves only its temporary file (the rename that
+        # makes latest.ckpt never happened): remove it, and say so.
+        for unfinished in sorted((self.run_dir / "checkpoints").glob(".*.tmp")):
+            unfinished.unlink(missing_ok=True)
+            self.resume_problems.append(
+                f"{unfinished.name} is a checkpoint write that never finished; removed"
+            )
+            _log.warning("removed %s, a checkpoint write that never finished", unfinished)
         errors = []
         for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME):
             path = self.run_dir / "checkpoints" / name

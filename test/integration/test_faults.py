@@ -9,6 +9,7 @@ The times each test measures (to detection, to recovery) are what docs/reliabili
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -42,7 +43,12 @@ from std_msgs.msg import String, UInt8MultiArray  # noqa: E402
 from test_training_stack import ENV_ID, learner_argv, worker_argv  # noqa: E402
 
 from cgrpo_ros.core.checkpoint import read_checkpoint  # noqa: E402
-from cgrpo_ros.wire import WireFormatError, decode_policy, from_uint8_msg  # noqa: E402
+from cgrpo_ros.wire import (  # noqa: E402
+    WireFormatError,
+    decode_policy,
+    decode_trajectory,
+    from_uint8_msg,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -265,6 +271,122 @@ def test_learner_sigkill_resumes_from_last_checkpoint(
         assert float(policy_state["normalizer.count"]) == iterations * steps
     record_figure("learner SIGKILL, resume", checkpoint=name, resumed_at=k,
                   recovered_s=round(recovered_s, 2),
+                  steps_lost=iterations * 2 * steps - summary["env_steps"])  # fmt: skip
+
+
+# Checkpoints of ~10 MB (512-unit layers, Adam moments): a write lasts tens of milliseconds, so
+# a SIGKILL sent when its temporary file appears lands inside the write.
+BIG_POLICIES = {"cgrpo.hidden_sizes": [512, 512]}
+
+
+def _partial_checkpoints(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "checkpoints").glob(".*.tmp"))
+
+
+def _kill_during_checkpoint_write(proc: subprocess.Popen[bytes], run_dir: Path) -> bool:
+    """SIGKILL `proc` as soon as a checkpoint write starts; True if it died inside the write."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _partial_checkpoints(run_dir):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            return bool(_partial_checkpoints(run_dir))  # still there: the rename never happened
+        time.sleep(0.0002)
+    raise AssertionError(f"no checkpoint write seen in {WAIT_S} s\n{process_output(proc)}")
+
+
+def _assert_consistent(state: dict[str, Any], steps: int) -> int:
+    """A checkpoint's counters all describe the same iteration k; returns k."""
+    k = int(state["iteration"])
+    assert json.loads(state["extra_json"])["env_steps"] == k * 2 * steps, state["extra_json"]
+    for policy_state in state["policies"]:
+        assert float(policy_state["normalizer.count"]) == k * steps
+    return k
+
+
+def test_learner_sigkill_during_update_and_during_checkpoint_write(
+    ros_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Killed inside an update, then inside a checkpoint write: each resume continues from the
+    last complete checkpoint, and the finished run counts every step exactly once."""
+    run_dir, iterations, steps = tmp_path / "run", 8, 1000
+
+    def start_learner(resume: bool) -> subprocess.Popen[bytes]:
+        argv = learner_argv(run_dir, iterations=iterations, steps_per_iteration=steps,
+                            checkpoint_every=1, resume=resume, **BIG_POLICIES)  # fmt: skip
+        return start_node_process(argv, ros_env)
+
+    worker = start_node_process(worker_argv("rollout_worker_0", [0, 1], steps_per_iteration=steps),
+                                ros_env)  # fmt: skip
+    learners = [start_learner(resume=False)]
+    batches: set[tuple[int, int]] = set()  # (policy id, version) seen on the trajectory topic
+    logs: list[str] = []
+    try:
+        with open_probe(ros_env) as probe:
+
+            def on_batch(msg: UInt8MultiArray) -> None:
+                with contextlib.suppress(WireFormatError):
+                    traj = decode_trajectory(from_uint8_msg(msg))
+                    batches.add((traj.policy_id, traj.policy_version))
+
+            probe.node.create_subscription(UInt8MultiArray, "/cgrpo/trajectories", on_batch, 10)
+            # 1. Inside an update: both batches of version 2 are out, so the learner is turning
+            # them into version 3 (the checkpoint on disk is still iteration 2).
+            assert wait_for(lambda: {(0, 2), (1, 2)} <= batches, 2 * WAIT_S, probe.spin), (
+                process_output(learners[0])
+            )
+            learners[0].send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            learners[0].wait(timeout=10)
+            assert not _partial_checkpoints(run_dir), "killed in the update, not in a write"
+            _, state = _checkpoint_state(run_dir)
+            assert _assert_consistent(state, steps) == 2
+            learners.append(start_learner(resume=True))
+            assert probe.wait_status(lambda s: s.get("iteration", 0) > 2), process_output(
+                learners[-1]
+            )
+            recovered_update_s = time.monotonic() - killed
+
+            # 2. Inside a checkpoint write (a kill that lands just after the rename instead is
+            # retried at a later checkpoint).
+            in_write = False
+            for _ in range(3):
+                in_write = _kill_during_checkpoint_write(learners[-1], run_dir)
+                killed = time.monotonic()
+                name, state = _checkpoint_state(run_dir)
+                k = _assert_consistent(state, steps)
+                if in_write:
+                    # latest.ckpt was rotated to previous.ckpt before the write: the only
+                    # partial file is the temporary one, which is never read.
+                    assert name == "previous.ckpt", name
+                logs.append(process_output(learners[-1]))
+                learners.append(start_learner(resume=True))
+                assert probe.wait_status(lambda s, k=k: s.get("iteration", 0) > k), process_output(
+                    learners[-1]
+                )
+                recovered_write_s = time.monotonic() - killed
+                assert not _partial_checkpoints(run_dir)  # the resume removed it
+                if in_write:
+                    break
+            assert in_write, "no SIGKILL landed inside a checkpoint write in 3 tries"
+            assert probe.wait_exit(learners[-1]), process_output(learners[-1])
+            assert probe.wait_exit(worker, 20.0), process_output(worker)
+    finally:
+        codes = _stop_all(*learners, worker)
+    out = process_output(learners[-1])
+    assert codes[-2:] == [0, 0], out + process_output(worker)
+    assert f"resumed at iteration {k} from" in out and "previous.ckpt" in out, out
+    assert "a checkpoint write that never finished; removed" in out, out
+    assert "Traceback" not in out, out
+    summary = _summary(run_dir)
+    assert summary["iterations"] == iterations
+    assert summary["env_steps"] == iterations * 2 * steps, summary  # nothing lost or doubled
+    _, final = _checkpoint_state(run_dir)
+    assert _assert_consistent(final, steps) == iterations
+    record_figure("learner SIGKILL inside an update", recovered_s=round(recovered_update_s, 2),
+                  steps_lost=0)  # fmt: skip
+    record_figure("learner SIGKILL inside a checkpoint write", checkpoint=name, resumed_at=k,
+                  recovered_s=round(recovered_write_s, 2),
                   steps_lost=iterations * 2 * steps - summary["env_steps"])  # fmt: skip
 
 
