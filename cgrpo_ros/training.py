@@ -136,6 +136,9 @@ class TrainingSession:
         self.reports_success = False
         self.final_success_rates: list[float] = [math.nan] * config.num_policies
         self.best_success_rate = math.nan
+        # Per-policy success rate of the last update's batches (nan: no episode ended there);
+        # None when the task reports no success.
+        self.last_success_rates: list[float] | None = None
         self.algo = CGRPO(config, task.obs_dim, task.act_dim)
         # Checkpoints skipped on resume (corrupt, truncated), one message each: the learner
         # logs them, so a fallback to previous.ckpt is never silent (issue 6).
@@ -224,6 +227,7 @@ class TrainingSession:
         (RolloutCollector.episode_successes), or None when the task reports no success.
         """
         success_rates = self._track_success(episode_successes, len(batches))
+        self.last_success_rates = success_rates
         # Score the policies that collected this data before the update changes them.
         for i, batch in enumerate(batches):
             if len(batch.episode_returns):

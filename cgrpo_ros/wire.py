@@ -6,6 +6,8 @@ Trajectories and policies travel as `std_msgs/UInt8MultiArray` frames:
 
 The header is UTF-8 JSON (a flat dict of scalars, padded with spaces so that the payload starts
 8-byte aligned); the payload is raw little-endian arrays. Metrics are JSON in `std_msgs/String`.
+Version 2 added the per-episode success flags of trajectory frames (`reports_success`,
+`episode_successes`); a decoder accepts only its own version.
 
 Frames come from the network, so decoding treats them as untrusted: every problem raises
 `WireFormatError` naming the field, its value and what is allowed, sizes are checked against
@@ -28,7 +30,7 @@ import numpy.typing as npt
 
 from cgrpo_ros.core.buffers import RolloutBatch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: trajectory frames carry per-episode success flags
 TRAJECTORY_MAGIC = b"CGRT"
 POLICY_MAGIC = b"CGRP"
 _PREFIX = struct.Struct("<4sHI")  # magic, format version, header length
@@ -57,6 +59,9 @@ _TRAJECTORY_FIELDS: _Spec = {
     "num_steps": (int, 1, MAX_STEPS),
     "num_episodes": (int, 0, MAX_EPISODES),
     "task": (str, 1, MAX_STRING_CHARS),
+    # 1: the task reports success and `episode_successes` holds one flag per episode;
+    # 0: it does not (locomotion), and that section is all zeros.
+    "reports_success": (int, 0, 1),
 }
 _POLICY_FIELDS: _Spec = {
     "policy_id": (int, 0, MAX_POLICIES - 1),
@@ -82,6 +87,9 @@ class DecodedTrajectory:
     seq: int  # per-worker counter: (worker_id, seq) identifies a batch, for duplicate detection
     task: str
     batch: RolloutBatch
+    # Whether each episode of `batch.episode_returns` ended in success (the task's
+    # `is_success` on its last step), in the same order; None when the task reports no success.
+    episode_successes: list[bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -195,7 +203,8 @@ def _check_fields(header: dict[str, Any], fields: _Spec, kind: str) -> None:
 
 
 # Payload sections in wire order: name, little-endian wire dtype, in-memory type, shape.
-_SECTIONS = (
+# The first ones are the fields of RolloutBatch; `episode_successes` travels beside it.
+_BATCH_SECTIONS = (
     ("obs", "<f4", np.float32, ("num_steps", "obs_dim")),
     ("actions", "<f4", np.float32, ("num_steps", "act_dim")),
     ("rewards", "<f4", np.float32, ("num_steps",)),
@@ -204,13 +213,17 @@ _SECTIONS = (
     ("episode_returns", "<f8", np.float64, ("num_episodes",)),
     ("episode_lengths", "<i8", np.int64, ("num_episodes",)),
 )
+_SECTIONS = (*_BATCH_SECTIONS, ("episode_successes", "u1", np.bool_, ("num_episodes",)))
+_BATCH_FIELDS = tuple(name for name, *_ in _BATCH_SECTIONS)
 
 
 def _section_sizes(h: Mapping[str, int]) -> list[tuple[str, np.dtype[Any], tuple[int, ...]]]:
     return [(name, np.dtype(wire), tuple(h[d] for d in dims)) for name, wire, _, dims in _SECTIONS]
 
 
-def _check_arrays(arrays: Mapping[str, npt.NDArray[Any]], num_steps: int) -> None:
+def _check_arrays(
+    arrays: Mapping[str, npt.NDArray[Any]], num_steps: int, reports_success: int
+) -> None:
     """Value checks shared by encoder and decoder, so a bad batch fails at its source."""
     for name in ("obs", "actions", "rewards", "episode_returns"):
         bad = ~np.isfinite(arrays[name])
@@ -219,11 +232,17 @@ def _check_arrays(arrays: Mapping[str, npt.NDArray[Any]], num_steps: int) -> Non
             raise WireFormatError(
                 f"trajectory {name}{list(index)} is {arrays[name][index]}; allowed: finite numbers"
             )
-    for name in ("dones", "terminated"):
+    for name in ("dones", "terminated", "episode_successes"):
         values = arrays[name]
         if values.dtype != np.bool_ and (values > 1).any():
             i = int(np.argmax(values > 1))
             raise WireFormatError(f"trajectory {name}[{i}] is {values[i]}; allowed: 0 or 1")
+    if not reports_success and arrays["episode_successes"].any():
+        i = int(np.argmax(arrays["episode_successes"] != 0))
+        raise WireFormatError(
+            f"trajectory episode_successes[{i}] is {arrays['episode_successes'][i]}; allowed: "
+            "0 when reports_success is 0 (the task reports no success)"
+        )
     lengths = arrays["episode_lengths"]
     if lengths.size and not ((lengths >= 1) & (lengths <= MAX_EPISODE_LENGTH)).all():
         i = int(np.argmax((lengths < 1) | (lengths > MAX_EPISODE_LENGTH)))
@@ -240,6 +259,43 @@ def _check_arrays(arrays: Mapping[str, npt.NDArray[Any]], num_steps: int) -> Non
         )
 
 
+def _is_flag(value: Any) -> bool:
+    return isinstance(value, bool | int | float | np.bool_ | np.number) and value in (0, 1)
+
+
+def _success_flags(
+    episode_successes: Sequence[bool] | None, num_episodes: int
+) -> npt.NDArray[np.uint8]:
+    """The `episode_successes` section (uint8 0/1, one per episode) from the encoder's argument."""
+    if episode_successes is None:
+        return np.zeros(num_episodes, np.uint8)
+    try:
+        flags = np.asarray(episode_successes)
+    except (TypeError, ValueError) as exc:
+        raise WireFormatError(
+            f"trajectory episode_successes is not a sequence of bools: {exc}"
+        ) from exc
+    if flags.ndim != 1 or flags.shape[0] != num_episodes:
+        got = f"length {flags.shape[0]}" if flags.ndim == 1 else f"shape {flags.shape}"
+        raise WireFormatError(
+            f"trajectory episode_successes has {got}; allowed: exactly num_episodes="
+            f"{num_episodes} (one flag per episode, in the order of episode_returns), or None"
+        )
+    if flags.dtype == np.bool_:
+        return flags.astype(np.uint8)
+    if flags.dtype.kind in "iuf":
+        bad = ~((flags == 0) | (flags == 1))
+    else:  # e.g. None or strings among the flags: find the first that is not one
+        bad = np.array([not _is_flag(x) for x in flags.tolist()], dtype=bool)
+    if bad.any():
+        i = int(np.argmax(bad))
+        value = flags.tolist()[i]  # a plain Python value for the message
+        raise WireFormatError(
+            f"trajectory episode_successes[{i}] is {value!r:.80}; allowed: True/False (or 0/1)"
+        )
+    return flags.astype(np.uint8)
+
+
 def encode_trajectory(
     batch: RolloutBatch,
     *,
@@ -248,9 +304,14 @@ def encode_trajectory(
     worker_id: str,
     seq: int,
     task: str,
+    episode_successes: Sequence[bool] | None = None,
 ) -> bytes:
     """Frame `batch` for `/cgrpo/trajectories`. Raises WireFormatError for a batch that the
-    decoder would reject (inconsistent shapes, NaN/Inf, bad episode lengths)."""
+    decoder would reject (inconsistent shapes, NaN/Inf, bad episode lengths).
+
+    `episode_successes`: whether each episode of `batch.episode_returns` ended in success, in
+    that order (RolloutCollector.episode_successes); None when the task reports no success.
+    """
     obs, actions = np.asarray(batch.obs), np.asarray(batch.actions)
     if obs.ndim != 2 or actions.ndim != 2:
         raise WireFormatError(
@@ -260,18 +321,21 @@ def encode_trajectory(
         policy_id=policy_id, policy_version=policy_version, worker_id=worker_id, seq=seq,
         obs_dim=int(obs.shape[1]), act_dim=int(actions.shape[1]), num_steps=int(obs.shape[0]),
         num_episodes=int(np.shape(batch.episode_returns)[0]), task=task,
+        reports_success=int(episode_successes is not None),
     )  # fmt: skip
     _check_fields(header, _TRAJECTORY_FIELDS, "trajectory")
+    values = {name: getattr(batch, name) for name in _BATCH_FIELDS}
+    values["episode_successes"] = _success_flags(episode_successes, header["num_episodes"])
     for name, _, shape in _section_sizes(header):
-        if np.shape(getattr(batch, name)) != shape:
+        if np.shape(values[name]) != shape:
             raise WireFormatError(
-                f"trajectory {name} has shape {np.shape(getattr(batch, name))}; allowed: {shape}"
+                f"trajectory {name} has shape {np.shape(values[name])}; allowed: {shape}"
             )
     arrays = {
-        name: np.ascontiguousarray(getattr(batch, name), dtype=dtype)
+        name: np.ascontiguousarray(values[name], dtype=dtype)
         for name, dtype, _ in _section_sizes(header)
     }
-    _check_arrays(arrays, header["num_steps"])
+    _check_arrays(arrays, header["num_steps"], header["reports_success"])
     return _frame(TRAJECTORY_MAGIC, header, [a.tobytes() for a in arrays.values()])
 
 
@@ -294,12 +358,17 @@ def decode_trajectory(data: FrameData) -> DecodedTrajectory:
     for name, dtype, shape in sections:  # views into the frame: no copy until astype below
         arrays[name] = np.frombuffer(payload, dtype, math.prod(shape), offset).reshape(shape)
         offset += arrays[name].nbytes
-    _check_arrays(arrays, header["num_steps"])
+    _check_arrays(arrays, header["num_steps"], header["reports_success"])
     # astype copies: the batch owns writable arrays in native byte order.
-    copies: dict[str, Any] = {name: arrays[name].astype(t) for name, _, t, _ in _SECTIONS}
+    copies: dict[str, Any] = {name: arrays[name].astype(t) for name, _, t, _ in _BATCH_SECTIONS}
     batch = RolloutBatch(**copies)
+    successes = (
+        arrays["episode_successes"].astype(bool).tolist() if header["reports_success"] else None
+    )
     fields = ("policy_id", "policy_version", "worker_id", "seq", "task")
-    return DecodedTrajectory(**{name: header[name] for name in fields}, batch=batch)
+    return DecodedTrajectory(
+        **{name: header[name] for name in fields}, batch=batch, episode_successes=successes
+    )
 
 
 def encode_policy(

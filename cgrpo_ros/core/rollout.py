@@ -23,8 +23,8 @@ class RolloutCollector:
     Success (goal-conditioned and reach tasks): `episode_successes` holds, for the episodes
     that ended in the last `collect` call and in the order of its `episode_returns`, the
     task's `info["is_success"]` on the episode's last step; it is None while the task has
-    never reported `is_success`. It lives here, not in RolloutBatch, so the trajectory wire
-    format stays unchanged.
+    never reported `is_success`. It lives beside RolloutBatch, not in it (the update never
+    reads it); the ROS path carries it in the trajectory frame's `episode_successes` section.
     """
 
     def __init__(self, env: gym.Env[Any, Any], seed: int) -> None:

@@ -333,7 +333,9 @@ class LearnerNode(Node):
                 break
             with self.session_lock:
                 self.session.checkpoint_every = int(self.get_parameter("checkpoint_every").value)
-                metrics = self.session.update([t.batch for t in trajectories])
+                metrics = self.session.update(
+                    [t.batch for t in trajectories], [t.episode_successes for t in trajectories]
+                )
                 if self.save_requested:
                     self.save_requested = False
                     self.session.save_checkpoint()
@@ -360,19 +362,28 @@ class LearnerNode(Node):
     ) -> None:
         s = self.session
         returns = [p.mean_episode_return for p in metrics.policies]
+        # This iteration's success rate per policy (null: no episode ended in its batch); null
+        # as a whole when the task reports no success (locomotion).
+        successes = s.last_success_rates
         message = {
             **dataclasses.asdict(metrics),
             "env_steps": s.env_steps,
             "wall_s": s.wall_s,
             "env_steps_per_s": s.env_steps / max(s.wall_s, 1e-9),
             "mean_return_per_policy": returns,
+            "success_rate_per_policy": successes,
             "workers": [t.worker_id for t in trajectories],
         }
         self.metrics_pub.publish(String(data=encode_metrics(message)))
         shown = " ".join("nan" if r != r else f"{r:.1f}" for r in returns)
+        rates = (
+            ""
+            if successes is None
+            else ", success [" + " ".join("nan" if r != r else f"{r:.2f}" for r in successes) + "]"
+        )
         self.get_logger().info(
             f"iteration {s.iteration}/{self.params['iterations']}: steps {s.env_steps}, "
-            f"{s.env_steps / max(s.wall_s, 1e-9):.0f} steps/s, returns [{shown}]"
+            f"{s.env_steps / max(s.wall_s, 1e-9):.0f} steps/s, returns [{shown}]{rates}"
         )
 
     def announce_done(self) -> None:

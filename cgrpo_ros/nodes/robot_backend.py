@@ -189,10 +189,13 @@ class RobotBackend:
 
     def collect(
         self, policy_id: int, version: int, act: ActFn, num_steps: int
-    ) -> RolloutBatch | None:
+    ) -> tuple[RolloutBatch, list[bool]] | None:
         """T steps of one policy; each batch starts with a reset (policies share the robot).
 
-        Returns None when stopped. An episode cut by the batch end counts as truncated.
+        Returns the batch and, for each episode that ended in it (in the order of its
+        `episode_returns`), whether the fingertip was within the success threshold on the
+        episode's last step (`ReachTask.is_success`, as `info["is_success"]` of the in-process
+        env). Returns None when stopped. An episode cut by the batch end counts as truncated.
         """
         episode_steps = self.robot.reach.episode_steps
         obs_dim, act_dim = self.task.obs_dim, self.task.act_dim
@@ -202,6 +205,7 @@ class RobotBackend:
         dones = np.zeros(num_steps, bool)
         returns: list[float] = []
         lengths: list[int] = []
+        successes: list[bool] = []
         t_episode, episode_return = episode_steps, 0.0  # forces a reset at t = 0
         goal = np.zeros(3)
         period = 1.0 / self.rate_hz
@@ -231,7 +235,8 @@ class RobotBackend:
                 dones[t] = True  # truncated by the time limit, never terminal
                 returns.append(episode_return)
                 lengths.append(t_episode)
-        return RolloutBatch(
+                successes.append(self.task.is_success(q, goal))
+        batch = RolloutBatch(
             obs=obs,
             actions=actions,
             rewards=rewards,
@@ -240,6 +245,7 @@ class RobotBackend:
             episode_returns=np.asarray(returns, np.float64),
             episode_lengths=np.asarray(lengths, np.int64),
         )
+        return batch, successes
 
     def close(self) -> None:
         pass

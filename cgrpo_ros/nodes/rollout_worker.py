@@ -8,6 +8,10 @@ Topics (QoS in docs/training_stack.md):
 
 Collection runs in the main thread and the node spins in a background thread (rclpy#1313):
 callbacks only store the newest policy frame under a lock.
+
+A backend's `collect(policy_id, version, act, steps)` returns `(batch, episode_successes)`
+(the success flag of each episode that ended in the batch, in the order of its
+`episode_returns`; None when the task reports no success), or None when stopped.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from functools import partial
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from rclpy.node import Node
@@ -74,6 +78,10 @@ WORKER_PARAMS = (
 )
 DECLARED_PARAMETERS = tuple(spec.name for spec in WORKER_PARAMS)
 
+# What a backend's `collect` returns: the batch and the success flag of each of its episodes
+# (None: the task reports no success), as RolloutCollector.episode_successes.
+Collected: TypeAlias = tuple[RolloutBatch, list[bool] | None]
+
 
 class GymBackend:
     """In-process MuJoCo task: one RolloutCollector (own env) per policy, as `cgrpo train`."""
@@ -82,14 +90,16 @@ class GymBackend:
         self.env_id, self.seed, self.num_policies = env_id, seed, num_policies
         self.collectors: dict[int, RolloutCollector] = {}
 
-    def collect(self, policy_id: int, version: int, act: ActFn, steps: int) -> RolloutBatch:
+    def collect(self, policy_id: int, version: int, act: ActFn, steps: int) -> Collected:
         from cgrpo_ros.training import make_env
 
         if policy_id not in self.collectors:
             # The single-process trainer's seeds, so one run is reproducible either way.
             env_seed = self.seed * 1000 + policy_id + version * self.num_policies
             self.collectors[policy_id] = RolloutCollector(make_env(self.env_id), seed=env_seed)
-        return self.collectors[policy_id].collect(act, steps)
+        collector = self.collectors[policy_id]
+        batch = collector.collect(act, steps)
+        return batch, collector.episode_successes
 
     def close(self) -> None:
         for collector in self.collectors.values():
@@ -239,7 +249,13 @@ class RolloutWorkerNode(Node):
             if serial > collected.get(i, 0) and (last is None or v < last)
         ]
 
-    def publish_batch(self, batch: RolloutBatch, policy_id: int, version: int) -> None:
+    def publish_batch(
+        self,
+        batch: RolloutBatch,
+        policy_id: int,
+        version: int,
+        episode_successes: list[bool] | None = None,
+    ) -> None:
         frame = encode_trajectory(
             batch,
             policy_id=policy_id,
@@ -247,6 +263,7 @@ class RolloutWorkerNode(Node):
             worker_id=self.worker_id,
             seq=self.seq,
             task=self.params["env_id"],
+            episode_successes=episode_successes,
         )
         self.seq += 1
         self.trajectory_pub.publish(to_uint8_msg(frame))
@@ -269,10 +286,13 @@ def collection_loop(node: RolloutWorkerNode, backend: Any) -> None:
                 node.acting[policy_id] = version
             check_task(runner, p["env_id"])
             rng = rngs.setdefault(policy_id, np.random.default_rng([p["seed"], policy_id, version]))
-            batch = backend.collect(policy_id, version, partial(runner.sample, rng=rng), steps)
-            if batch is None:  # stopped mid-batch (ros_robot)
+            collected_batch = backend.collect(
+                policy_id, version, partial(runner.sample, rng=rng), steps
+            )
+            if collected_batch is None:  # stopped mid-batch (ros_robot)
                 return
-            node.publish_batch(batch, policy_id, version)
+            batch, successes = collected_batch
+            node.publish_batch(batch, policy_id, version, successes)
             collected[policy_id] = serial
         with node.lock:
             if node.learner_done:

@@ -39,7 +39,7 @@ from test_faults import (  # noqa: E402
 from test_training_stack import ENV_ID, _batch, learner_argv, worker_argv  # noqa: E402
 
 from cgrpo_ros.core.onnx_export import MAX_MODEL_BYTES  # noqa: E402
-from cgrpo_ros.wire import encode_trajectory, to_uint8_msg  # noqa: E402
+from cgrpo_ros.wire import FORMAT_VERSION, encode_trajectory, to_uint8_msg  # noqa: E402
 
 STEPS = 64
 SEND_PERIOD_S = 0.05  # paced, so the counts are exact (a keep-last reader may drop a burst)
@@ -52,7 +52,9 @@ def ros_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return use_isolated_env(monkeypatch)
 
 
-def hand_frame(magic: bytes, header: dict[str, Any], payload: bytes, version: int = 1) -> bytes:
+def hand_frame(
+    magic: bytes, header: dict[str, Any], payload: bytes, version: int = FORMAT_VERSION
+) -> bytes:
     """A frame exactly as docs/wire_format.md describes it, without any of the encoder's checks."""
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-(10 + len(text)) % 8)
@@ -77,11 +79,13 @@ def bad_trajectories(rng: np.random.Generator) -> list[tuple[str, bytes]]:
     good = good_frame(0, 0, 10**6)
     # 1e6 steps x (4096 + 4096 + 1) floats: a 300-byte frame claiming 32 GB.
     giant = {"policy_id": 0, "policy_version": 0, "worker_id": "w", "seq": 1, "obs_dim": 4096,
-             "act_dim": 4096, "num_steps": 10**6, "num_episodes": 0, "task": ENV_ID}  # fmt: skip
+             "act_dim": 4096, "num_steps": 10**6, "num_episodes": 0, "task": ENV_ID,
+             "reports_success": 0}  # fmt: skip
     frames: list[tuple[str, bytes]] = []
     frames += [("malformed", rng.bytes(int(rng.integers(0, 2000)))) for _ in range(40)]
     frames += [("malformed", good[: int(rng.integers(0, len(good)))]) for _ in range(20)]
-    frames += [("malformed", good[:4] + struct.pack("<H", 2) + good[6:]) for _ in range(20)]
+    # Version 1: a worker of the release before success flags (docs/wire_format.md).
+    frames += [("malformed", good[:4] + struct.pack("<H", 1) + good[6:]) for _ in range(20)]
     frames += [("malformed", hand_frame(b"CGRT", giant, b"\0" * 300)) for _ in range(20)]
     frames += [
         ("malformed", with_reward(good_frame(0, 0, 100 + i), float("nan"))) for i in range(10)

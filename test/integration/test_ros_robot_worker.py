@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -75,3 +76,13 @@ def test_ros_robot_worker_trains_on_the_sim_bridge(tmp_path: Path) -> None:
     assert all(r is not None and -200.0 < r < 50.0 for r in returns), summary
     # Each batch starts with a reset: 2 policies x 2 iterations x 2 episodes.
     assert out.count("reset to home pose") >= 8, out
+    # Success flags travel in the trajectory frames (ReachTask.is_success on each episode's
+    # last step), so the ROS learner reports success rate as `cgrpo train` does.
+    rate = summary["success_rate"]
+    assert isinstance(rate, float | int) and 0.0 <= rate <= 1.0, summary
+    rates = summary["final_success_rate_per_policy"]
+    assert len(rates) == 2 and all(r is not None and 0.0 <= r <= 1.0 for r in rates), summary
+    assert out.count("], success [") == 2, out  # the learner's line of each iteration
+    with (run_dir / "metrics.csv").open() as f:
+        column = [row["success_rate"] for row in csv.DictReader(f)]
+    assert len(column) == 2 * 2 and all(0.0 <= float(x) <= 1.0 for x in column), column

@@ -132,6 +132,10 @@ def test_learner_and_one_worker_train_and_exit_cleanly(
     assert summary["env_steps"] == 3 * 2 * 128 and summary["worker_ids"] == ["rollout_worker_0"]
     assert (run_dir / "checkpoints" / "latest.ckpt").is_file()
     assert (run_dir / "policy_0.onnx").is_file() and (run_dir / "policy_1.onnx").is_file()
+    # A locomotion task reports no success: no rate anywhere, not a made-up 0.
+    assert summary.get("success_rate") is None and "best_success_rate" not in summary
+    assert all(m["success_rate_per_policy"] is None for m in probe.metrics), probe.metrics
+    assert "success [" not in out, out
     # The worker acted with increasing policy versions (its status topic).
     versions = [s["versions"]["0"] for s in probe.worker_status if s["versions"]["0"] is not None]
     assert versions == sorted(versions) and len(set(versions)) >= 2, probe.worker_status

@@ -97,6 +97,29 @@ def test_collector_reports_success_only_for_tasks_that_do() -> None:
     assert pendulum.episode_successes is None
 
 
+def test_rollout_worker_gym_backend_returns_the_success_flags() -> None:
+    """The ROS worker's gymnasium backend hands the collector's flags to the trajectory frame."""
+    from cgrpo_ros.nodes.rollout_worker import GymBackend
+    from cgrpo_ros.wire import decode_trajectory, encode_trajectory
+
+    arm = GymBackend("cgrpo_ros/Arm7Reach-v0", seed=0, num_policies=2)
+    pendulum = GymBackend("Pendulum-v1", seed=0, num_policies=1)
+    try:
+        # 100-step episodes: two end in 250 steps.
+        batch, successes = arm.collect(1, 0, lambda obs: np.zeros(7, np.float32), 250)
+        assert successes is not None and len(successes) == len(batch.episode_returns) == 2
+        meta = {"policy_id": 1, "policy_version": 0, "worker_id": "w", "seq": 0}
+        frame = encode_trajectory(
+            batch, **meta, task="cgrpo_ros/Arm7Reach-v0", episode_successes=successes
+        )
+        assert decode_trajectory(frame).episode_successes == successes
+        _, none = pendulum.collect(0, 0, lambda obs: np.zeros(1, np.float32), 250)
+        assert none is None
+    finally:
+        arm.close()
+        pendulum.close()
+
+
 def test_evaluate_with_success_on_the_arm() -> None:
     env = make_env("cgrpo_ros/Arm7Reach-v0")
     home = env.unwrapped.robot.home_array.astype(np.float32)  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from cgrpo_ros.core.buffers import RolloutBatch
 from cgrpo_ros.wire import WireFormatError
 
 META = {"policy_id": 1, "policy_version": 7, "worker_id": "w-3", "seq": 42, "task": "Hopper-v5"}
+V = struct.pack("<H", wire.FORMAT_VERSION)  # the version field of a hand-built frame
 
 
 def make_batch(T: int = 12, obs_dim: int = 3, act_dim: int = 2, seed: int = 0) -> RolloutBatch:
@@ -37,8 +38,9 @@ def make_batch(T: int = 12, obs_dim: int = 3, act_dim: int = 2, seed: int = 0) -
     )
 
 
-def frame(batch: RolloutBatch | None = None) -> bytes:
-    return wire.encode_trajectory(batch if batch is not None else make_batch(), **META)
+def frame(batch: RolloutBatch | None = None, successes: list[bool] | None = None) -> bytes:
+    batch = batch if batch is not None else make_batch()
+    return wire.encode_trajectory(batch, **META, episode_successes=successes)
 
 
 def reframe(data: bytes, header_edit: dict[str, Any] | None = None, drop: str = "") -> bytes:
@@ -63,6 +65,74 @@ def test_trajectory_round_trip_is_exact() -> None:
     assert wire.decode_trajectory(list(frame(batch))).seq == 42
 
 
+def test_success_flags_round_trip() -> None:
+    batch = make_batch()
+    plain = wire.decode_trajectory(frame(batch))
+    assert plain.episode_successes is None  # a task that reports no success (locomotion)
+    for flags in ([True, False], [False, True], [1, 0], np.array([True, True])):
+        decoded = wire.decode_trajectory(frame(batch, successes=flags))  # type: ignore[arg-type]
+        assert decoded.episode_successes == [bool(f) for f in flags]
+        assert all(type(f) is bool for f in decoded.episode_successes)
+        assert np.array_equal(decoded.batch.episode_returns, batch.episode_returns)
+    # A task that reports success, but no episode ended in this batch: [] rather than None.
+    no_episodes = batch._replace(episode_returns=np.zeros(0), episode_lengths=np.zeros(0, np.int64))
+    assert wire.decode_trajectory(frame(no_episodes, successes=[])).episode_successes == []
+    assert wire.decode_trajectory(frame(no_episodes)).episode_successes is None
+    # The section is always there (zeros without success): one byte per episode, last.
+    assert len(frame(batch, [True, False])) == len(frame(batch))
+    (header_len,) = struct.unpack_from("<I", frame(batch, [False, True]), 6)
+    assert frame(batch, [False, True])[10 + header_len :][-2:] == b"\x00\x01"
+
+
+def test_hand_built_version_2_frame_decodes_as_documented() -> None:
+    """docs/wire_format.md, byte by byte: the success section is u8 [E] after episode_lengths."""
+    b = make_batch()
+    header = {**META, "obs_dim": 3, "act_dim": 2, "num_steps": 12, "num_episodes": 2,
+              "reports_success": 1}  # fmt: skip
+    text = json.dumps(header).encode()
+    text += b" " * (-(10 + len(text)) % 8)
+    payload = b"".join([
+        b.obs.astype("<f4").tobytes(), b.actions.astype("<f4").tobytes(),
+        b.rewards.astype("<f4").tobytes(), b.dones.astype("u1").tobytes(),
+        b.terminated.astype("u1").tobytes(), b.episode_returns.astype("<f8").tobytes(),
+        b.episode_lengths.astype("<i8").tobytes(), bytes([0, 1]),
+    ])  # fmt: skip
+    data = b"CGRT" + struct.pack("<HI", 2, len(text)) + text + payload
+    decoded = wire.decode_trajectory(data)
+    assert decoded.episode_successes == [False, True]
+    assert np.array_equal(decoded.batch.episode_lengths, b.episode_lengths)
+    assert len(payload) == 4 * 12 * (3 + 2 + 1) + 2 * 12 + 17 * 2  # the documented size
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        ([True], "episode_successes has length 1; allowed: exactly num_episodes=2"),
+        ([True, False, True], "episode_successes has length 3; allowed: exactly num_episodes=2"),
+        ([[True, False]], "episode_successes has shape (1, 2)"),
+        ([True, 2], "episode_successes[1] is 2; allowed: True/False (or 0/1)"),
+        ([0.5, 1.0], "episode_successes[0] is 0.5; allowed: True/False"),
+        ([True, None], "episode_successes[1] is None; allowed: True/False"),
+        (["yes", "no"], "episode_successes[0] is 'yes'; allowed: True/False"),
+    ],
+)
+def test_encoder_refuses_bad_success_flags(flags: Any, needle: str) -> None:
+    with pytest.raises(WireFormatError) as info:
+        frame(make_batch(), successes=flags)
+    assert needle in str(info.value)
+
+
+def test_version_1_frame_is_refused_naming_the_allowed_version() -> None:
+    old = frame()[:4] + struct.pack("<H", 1) + frame()[6:]
+    with pytest.raises(WireFormatError) as info:
+        wire.decode_trajectory(old)
+    assert str(info.value) == (
+        f"trajectory frame format version is 1; allowed: {wire.FORMAT_VERSION} "
+        "(sender and receiver run different cgrpo_ros releases)"
+    )
+    assert wire.FORMAT_VERSION == 2
+
+
 def test_ros_message_round_trip() -> None:
     msg = wire.to_uint8_msg(frame())
     assert isinstance(msg.data, array.array)
@@ -79,9 +149,9 @@ def payload_of(data: bytes) -> tuple[bytes, int]:
     return data[: 10 + length], 10 + length
 
 
-def corrupt(section: str, index: int, value: bytes) -> bytes:
+def corrupt(section: str, index: int, value: bytes, successes: Any = None) -> bytes:
     """Overwrite one element of a payload section of a valid frame."""
-    data = bytearray(frame())
+    data = bytearray(frame(successes=successes))
     _, offset = payload_of(bytes(data))
     h = {"num_steps": 12, "obs_dim": 3, "act_dim": 2, "num_episodes": 2}
     for name, dtype, shape in wire._section_sizes(h):
@@ -99,9 +169,10 @@ REJECTIONS = [
     (lambda: frame()[:4] + struct.pack("<H", 9) + frame()[6:], "format version is 9"),
     (lambda: frame()[:6] + struct.pack("<I", 10**6) + frame()[10:], "header length is 1000000"),
     (lambda: frame()[:5], "at least the 10-byte prefix"),
-    (lambda: b"CGRT\x01\x00\x02\x00\x00\x00\xff\xfe", "not valid UTF-8"),
-    (lambda: b"CGRT\x01\x00\x02\x00\x00\x00{x", "not valid JSON"),
-    (lambda: b"CGRT\x01\x00\x02\x00\x00\x00[]", "JSON list; allowed: object"),
+    (lambda: frame()[:4] + struct.pack("<H", 1) + frame()[6:], "format version is 1; allowed: 2"),
+    (lambda: b"CGRT" + V + b"\x02\x00\x00\x00\xff\xfe", "not valid UTF-8"),
+    (lambda: b"CGRT" + V + b"\x02\x00\x00\x00{x", "not valid JSON"),
+    (lambda: b"CGRT" + V + b"\x02\x00\x00\x00[]", "JSON list; allowed: object"),
     (lambda: reframe(frame(), drop="seq"), "missing ['seq']"),
     (lambda: reframe(frame(), {"evil": 1}), "unexpected ['evil']"),
     (lambda: reframe(frame(), {"seq": "1"}), "'seq' is '1' (str); allowed: int"),
@@ -109,12 +180,16 @@ REJECTIONS = [
     (lambda: reframe(frame(), {"obs_dim": -3}), "'obs_dim' is -3; allowed: 1..4096"),
     (lambda: reframe(frame(), {"num_steps": 10**9}), "'num_steps' is 1000000000"),
     (lambda: reframe(frame(), {"worker_id": ""}), "'worker_id' is '' (0 chars)"),
+    (lambda: reframe(frame(), drop="reports_success"), "missing ['reports_success']"),
+    (lambda: reframe(frame(), {"reports_success": 2}), "'reports_success' is 2; allowed: 0..1"),
+    (lambda: reframe(frame(), {"reports_success": True}), "'reports_success' is True (bool)"),
     # Claims a million steps of 4096-d observations (~32 GB) in a frame of a few hundred bytes.
     (
         lambda: reframe(frame(), {"num_steps": 10**6, "obs_dim": 4096}),
-        "payload is 344 bytes; allowed: exactly 16398000032",
+        "payload is 346 bytes; allowed: exactly 16398000034",
     ),
-    (lambda: frame() + b"\0", "payload is 345 bytes; allowed: exactly 344"),
+    (lambda: frame() + b"\0", "payload is 347 bytes; allowed: exactly 346"),
+    (lambda: frame()[:-1], "payload is 345 bytes; allowed: exactly 346"),
     (lambda: corrupt("obs", 5, NAN32), "obs[1, 2] is nan"),
     (lambda: corrupt("actions", 0, np.float32(np.inf).tobytes()), "actions[0, 0] is inf"),
     (lambda: corrupt("rewards", 3, NAN32), "rewards[3] is nan"),
@@ -124,6 +199,19 @@ REJECTIONS = [
     (lambda: corrupt("episode_lengths", 0, np.int64(0).tobytes()), "episode_lengths[0] is 0"),
     (lambda: corrupt("episode_lengths", 1, np.int64(-5).tobytes()), "episode_lengths[1] is -5"),
     (lambda: corrupt("dones", 4, b"\x00"), "num_episodes is 2; allowed: <= the 1 steps"),
+    (
+        lambda: corrupt("episode_successes", 1, b"\x02", successes=[True, False]),
+        "episode_successes[1] is 2; allowed: 0 or 1",
+    ),
+    (
+        lambda: corrupt("episode_successes", 0, b"\xff", successes=[False, False]),
+        "episode_successes[0] is 255; allowed: 0 or 1",
+    ),
+    # reports_success 0 promises all-zero flags: a 1 there is a sender bug, not a success.
+    (
+        lambda: corrupt("episode_successes", 1, b"\x01"),
+        "episode_successes[1] is 1; allowed: 0 when reports_success is 0",
+    ),
 ]
 
 
@@ -138,7 +226,7 @@ def test_duplicate_header_key_rejected() -> None:
     data = frame()
     _, offset = payload_of(data)
     text = data[10:offset].rstrip().rstrip(b"}") + b',"seq":1}'
-    bad = b"CGRT" + struct.pack("<HI", 1, len(text)) + text + data[offset:]
+    bad = b"CGRT" + V + struct.pack("<I", len(text)) + text + data[offset:]
     with pytest.raises(WireFormatError, match="'seq' appears twice"):
         wire.decode_trajectory(bad)
 
@@ -187,12 +275,13 @@ def test_metrics_round_trip_and_rejections() -> None:
 
 
 VALID_TRAJECTORY = frame(make_batch(T=6, obs_dim=2, act_dim=1))
+VALID_SUCCESS_TRAJECTORY = frame(make_batch(T=6, obs_dim=2, act_dim=1), successes=[True, False])
 VALID_POLICY = wire.encode_policy(b"onnx" * 8, policy_id=0, policy_version=1, num_policies=1)
 
 
 @st.composite
 def mangled_frames(draw: st.DrawFn) -> bytes:
-    base = draw(st.sampled_from([VALID_TRAJECTORY, VALID_POLICY]))
+    base = draw(st.sampled_from([VALID_TRAJECTORY, VALID_SUCCESS_TRAJECTORY, VALID_POLICY]))
     kind = draw(st.sampled_from(["random", "truncate", "flip", "splice"]))
     if kind == "random":
         return draw(st.binary(max_size=300))
