@@ -91,12 +91,54 @@ def plot_curves(results: list[dict[str, Any]], figures: Path) -> list[Path]:
     return [path]
 
 
+def plot_per_policy(results: list[dict[str, Any]], figures: Path) -> Path | None:
+    """The paper's Figure 1 for each CGRPO run: every policy's training return, one row per
+    variant, one column per task (line style = policy, colour = seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in results if r.get("per_policy_curves")]
+    if not runs:
+        return None
+    tasks = sorted({r["task"] for r in runs})
+    variants = sorted({r["method"] for r in runs})
+    fig, axes = plt.subplots(
+        len(variants), len(tasks), figsize=(6 * len(tasks), 3.5 * len(variants)), squeeze=False
+    )
+    styles = ("-", "--", ":", "-.")
+    for row, method in enumerate(variants):
+        for col, task in enumerate(tasks):
+            ax = axes[row][col]
+            for r in sorted(runs, key=lambda r: r["seed"]):
+                if (r["task"], r["method"]) != (task, method):
+                    continue
+                for i, curve in enumerate(r["per_policy_curves"]):
+                    if curve:
+                        steps, values = zip(*curve, strict=True)
+                        ax.plot(steps, values, styles[i % len(styles)], color=f"C{r['seed']}",
+                                lw=1, label=f"seed {r['seed']} policy {i}")  # fmt: skip
+            ax.set_title(f"{method} on {task}")
+            ax.set_xlabel("environment steps (all policies)")
+            ax.set_ylabel("training return")
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=6)
+    path = figures / "per_policy_curves.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def write_report(out: Path, docs: Path) -> list[dict[str, Any]]:
     results = load_results(out)
     rows = [{k: r.get(k) for k in ROW_KEYS} for r in results]  # older runs lack success_rate
     (docs / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     if results:
         plot_curves(results, docs / "figures")
+        plot_per_policy(results, docs / "figures")
     return summary_rows(results)
 
 

@@ -70,6 +70,8 @@ class TaskSpec:
     """Written as `cgrpo.obs_layout_version`; 1 unless the env says otherwise."""
     obs_layout: str = ""
     """Layout family (e.g. `goal_dict_flat`), written as `cgrpo.obs_layout` when set."""
+    rest_action: list[float] | None = None
+    """The env's `rest_action()` (an arm's home pose), where untrained policies start."""
 
     @property
     def obs_dim(self) -> int:
@@ -94,6 +96,7 @@ class TaskSpec:
             obs_names = _wrapper_attr(env, "observation_names")
             action_names = _wrapper_attr(env, "action_names")
             layout_version = _wrapper_attr(env, "obs_layout_version")
+            rest_action = _wrapper_attr(env, "rest_action")
             obs_dim, act_dim = int(np.prod(obs_space.shape)), int(np.prod(act_space.shape))
             return TaskSpec(
                 env_id=env_id,
@@ -105,6 +108,7 @@ class TaskSpec:
                 action_high=[float(x) for x in act_space.high],
                 obs_layout_version=int(layout_version) if layout_version is not None else 1,
                 obs_layout=str(_wrapper_attr(env, "obs_layout") or ""),
+                rest_action=[float(x) for x in rest_action()] if rest_action else None,
             )
         finally:
             env.close()
@@ -139,7 +143,7 @@ class TrainingSession:
         # Per-policy success rate of the last update's batches (nan: no episode ended there);
         # None when the task reports no success.
         self.last_success_rates: list[float] | None = None
-        self.algo = CGRPO(config, task.obs_dim, task.act_dim)
+        self.algo = CGRPO(config, task.obs_dim, task.act_dim, task.rest_action)
         # Checkpoints skipped on resume (corrupt, truncated), one message each: the learner
         # logs them, so a fallback to previous.ckpt is never silent (issue 6).
         self.resume_problems: list[str] = []

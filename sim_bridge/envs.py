@@ -86,6 +86,10 @@ class Arm7ReachEnv(gymnasium.Env[Float32Array, Float32Array]):
         truncated = self._steps >= self.robot.reach.episode_steps
         return self._obs(), reward, False, truncated, self._info()
 
+    def rest_action(self) -> Float32Array:
+        """The action that holds the arm at home (where untrained policies start, TaskSpec)."""
+        return np.asarray(self.robot.home, dtype=np.float32)
+
     def observation_names(self) -> list[str]:
         """Names of the observation entries, written into exported policies (TaskSpec)."""
         return self.task.observation_names()

@@ -68,7 +68,13 @@ class IterationMetrics:
 class CGRPO:
     """N Gaussian policies trained together by Continuous GRPO."""
 
-    def __init__(self, config: CGRPOConfig, obs_dim: int, act_dim: int) -> None:
+    def __init__(
+        self,
+        config: CGRPOConfig,
+        obs_dim: int,
+        act_dim: int,
+        initial_action: Sequence[float] | None = None,
+    ) -> None:
         if obs_dim < 1 or act_dim < 1:
             raise ValueError(f"obs_dim={obs_dim} and act_dim={act_dim} must both be >= 1")
         self.config = config
@@ -77,7 +83,9 @@ class CGRPO:
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.policies = [
-            GaussianPolicy(obs_dim, act_dim, config.hidden_sizes, config.init_log_std)
+            GaussianPolicy(
+                obs_dim, act_dim, config.hidden_sizes, config.init_log_std, initial_action
+            )
             for _ in range(config.num_policies)
         ]
         self.optimizers = [

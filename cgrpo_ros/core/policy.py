@@ -57,7 +57,12 @@ class GaussianPolicy(nn.Module):
     """pi_theta(a|s) = N(f_theta(s), diag(exp(log_std))^2), f_theta an MLP on normalised s."""
 
     def __init__(
-        self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], init_log_std: float
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden_sizes: Sequence[int],
+        init_log_std: float,
+        initial_action: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
@@ -75,7 +80,18 @@ class GaussianPolicy(nn.Module):
         head = nn.Linear(width, act_dim)
         # A small output gain starts every policy near the zero action (CleanRL: std 0.01).
         nn.init.orthogonal_(head.weight, gain=0.01)
-        nn.init.zeros_(head.bias)
+        # ... and near `initial_action` when the task has a rest action (an arm's home pose for
+        # absolute joint-position actions): an untrained policy then holds the arm where it
+        # is instead of commanding every joint towards 0 rad.
+        if initial_action is None:
+            nn.init.zeros_(head.bias)
+        else:
+            if len(initial_action) != act_dim:
+                raise ValueError(
+                    f"initial_action has {len(initial_action)} entries; allowed: act_dim={act_dim}"
+                )
+            with torch.no_grad():
+                head.bias.copy_(torch.as_tensor(list(initial_action), dtype=head.bias.dtype))
         layers.append(head)
         self.mean_net = nn.Sequential(*layers)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))

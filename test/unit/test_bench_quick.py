@@ -38,6 +38,7 @@ def test_quick_bench_writes_one_file_per_run_and_resumes(tmp_path: Path) -> None
                 "wall_s", "perturbed_ratio"}  # fmt: skip
     assert len(rows) == 2 and all(required <= set(row) for row in rows)
     assert (docs / "figures" / "learning_curves.png").exists()
+    assert (docs / "figures" / "per_policy_curves.png").exists()  # the paper's Figure 1
 
 
 def test_bench_refuses_unknown_methods(tmp_path: Path) -> None:

@@ -194,3 +194,15 @@ def test_onnx_artifact_errors() -> None:
     with pytest.raises(PolicyArtifactError, match=r"low=1\.0 must be below high=1\.0"):
         metadata(action_low=[1.0, -2.0])
     assert dataclasses.replace(metadata(), policy_version=5).policy_version == 5
+
+
+def test_policy_initial_action_sets_the_mean_and_rejects_a_wrong_length() -> None:
+    from cgrpo_ros.core.policy import GaussianPolicy
+
+    home = [0.5, -1.0, 2.0]
+    policy = GaussianPolicy(4, 3, [8, 8], -0.5, initial_action=home)
+    with torch.no_grad():
+        mean = policy(torch.randn(5, 4))
+    assert torch.allclose(mean, torch.tensor([home] * 5), atol=0.05)
+    with pytest.raises(ValueError, match="initial_action has 2 entries; allowed: act_dim=3"):
+        GaussianPolicy(4, 3, [8], -0.5, initial_action=[0.0, 1.0])
