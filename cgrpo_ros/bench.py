@@ -33,6 +33,11 @@ REFERENCE_RETURNS = {
 PERTURBATIONS = {"mass x0.8": (0.8, 1.0), "mass x1.2": (1.2, 1.0),
                  "friction x0.7": (1.0, 0.7), "friction x1.3": (1.0, 1.3)}  # fmt: skip
 CGRPO_POLICIES, CGRPO_STEPS = 2, 2048
+# CGRPO settings that differ from the defaults per task, the ones this project recommends and
+# tests (test/unit/test_arm_reach_learning.py); PPO and SAC always run SB3's defaults.
+CGRPO_TASK_OVERRIDES: dict[str, dict[str, Any]] = {
+    "cgrpo_ros/Arm7Reach-v0": {"init_log_std": -1.0, "learning_rate": 3e-3},
+}
 
 
 @dataclass
@@ -124,6 +129,7 @@ def run_cgrpo(spec: RunSpec, out: Path) -> tuple[Any, list[Any], list[list[Any]]
         num_policies=CGRPO_POLICIES,
         num_groups=CGRPO_POLICIES,
         seed=spec.seed,
+        **CGRPO_TASK_OVERRIDES.get(spec.task, {}),
     )
     summary = train_single_process(
         env_id=spec.task, config=config, iterations=iterations,
