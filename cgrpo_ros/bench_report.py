@@ -25,6 +25,7 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         grouped[(r["task"], r["method"], r["budget_steps"])].append(r)
     rows = []
     for (task, method, budget), runs in sorted(grouped.items()):
+        runs = sorted(runs, key=lambda r: r["seed"])
         finals = [r["final_return"] for r in runs]
         reached = [r["steps_to_90pct"] for r in runs if r["steps_to_90pct"] is not None]
         successes = [r["success_rate"] for r in runs if r.get("success_rate") is not None]
@@ -36,6 +37,7 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seeds": sorted(r["seed"] for r in runs),
                 "final_return_mean": statistics.mean(finals),
                 "final_return_std_over_seeds": statistics.pstdev(finals),
+                "final_return_per_seed": finals,
                 "steps_to_90pct": f"{len(reached)}/{len(runs)} reached"
                 + (f", median {int(statistics.median(reached)):,}" if reached else ""),
                 "perturbed_ratio_mean": statistics.mean(r["perturbed_ratio"] for r in runs),
@@ -144,14 +146,15 @@ def write_report(out: Path, docs: Path) -> list[dict[str, Any]]:
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| task | method | budget | seeds | final return (mean ± std over seeds) | steps to 90% "
-        "of reference | perturbed / unperturbed | wall s | env steps/s | paper |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| task | method | budget | seeds | final return (mean ± std over seeds) | per seed "
+        "| steps to 90% of reference | perturbed / unperturbed | wall s | env steps/s | paper |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['task']} | {r['method']} | {r['budget_steps']:,} | {r['seeds']} | "
             f"{_fmt(r['final_return_mean'])} ± {_fmt(r['final_return_std_over_seeds'])} | "
+            f"{' / '.join(_fmt(x) for x in r['final_return_per_seed'])} | "
             f"{r['steps_to_90pct']} | {_fmt(r['perturbed_ratio_mean'], 2)} | "
             f"{_fmt(r['wall_s_mean'])} | {_fmt(r['env_steps_per_s_mean'])} | "
             f"{_fmt(r['paper'])} |"
