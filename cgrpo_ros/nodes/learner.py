@@ -16,6 +16,7 @@ main thread; the node spins in a background thread, so services answer during an
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from collections import Counter
@@ -375,12 +376,8 @@ class LearnerNode(Node):
             "workers": [t.worker_id for t in trajectories],
         }
         self.metrics_pub.publish(String(data=encode_metrics(message)))
-        shown = " ".join("nan" if r != r else f"{r:.1f}" for r in returns)
-        rates = (
-            ""
-            if successes is None
-            else ", success [" + " ".join("nan" if r != r else f"{r:.2f}" for r in successes) + "]"
-        )
+        shown = _join(returns, 1)
+        rates = "" if successes is None else f", success [{_join(successes, 2)}]"
         self.get_logger().info(
             f"iteration {s.iteration}/{self.params['iterations']}: steps {s.env_steps}, "
             f"{s.env_steps / max(s.wall_s, 1e-9):.0f} steps/s, returns [{shown}]{rates}"
@@ -394,6 +391,11 @@ class LearnerNode(Node):
         deadline = time.monotonic() + DONE_LINGER_S
         while time.monotonic() < deadline and self.count_publishers(TRAJECTORIES_TOPIC) > 0:
             time.sleep(0.05)
+
+
+def _join(values: list[float], digits: int) -> str:
+    """Space-separated values for a log line; nan (no episode ended) as `nan`."""
+    return " ".join("nan" if math.isnan(v) else f"{v:.{digits}f}" for v in values)
 
 
 def _body(stop: StopFlag) -> int:
