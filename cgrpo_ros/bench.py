@@ -35,9 +35,7 @@ PERTURBATIONS = {"mass x0.8": (0.8, 1.0), "mass x1.2": (1.2, 1.0),
 CGRPO_POLICIES, CGRPO_STEPS = 2, 2048
 # CGRPO settings that differ from the defaults per task, the ones this project recommends and
 # tests (test/unit/test_arm_reach_learning.py); PPO and SAC always run SB3's defaults.
-CGRPO_TASK_OVERRIDES: dict[str, dict[str, Any]] = {
-    "cgrpo_ros/Arm7Reach-v0": {"init_log_std": -1.0, "learning_rate": 3e-3},
-}
+CGRPO_TASK_OVERRIDES: dict[str, dict[str, Any]] = {}
 
 
 @dataclass

@@ -145,6 +145,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         task=task.env_id,
         config_hash=algo.config.config_hash(),
         obs_layout_version=task.obs_layout_version,
+        action_mode=task.action_mode,
         extra={"obs_layout": task.obs_layout} if task.obs_layout else {},
     )
     data = export_policy_onnx(algo.policies[args.policy], metadata)

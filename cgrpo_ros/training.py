@@ -72,6 +72,8 @@ class TaskSpec:
     """Layout family (e.g. `goal_dict_flat`), written as `cgrpo.obs_layout` when set."""
     rest_action: list[float] | None = None
     """The env's `rest_action()` (an arm's home pose), where untrained policies start."""
+    action_mode: str = "joint_position"
+    """Written as `cgrpo.action_mode`: how a deployed action becomes joint targets."""
 
     @property
     def obs_dim(self) -> int:
@@ -109,6 +111,7 @@ class TaskSpec:
                 obs_layout_version=int(layout_version) if layout_version is not None else 1,
                 obs_layout=str(_wrapper_attr(env, "obs_layout") or ""),
                 rest_action=[float(x) for x in rest_action()] if rest_action else None,
+                action_mode=str(_wrapper_attr(env, "action_mode") or "joint_position"),
             )
         finally:
             env.close()
@@ -213,6 +216,7 @@ class TrainingSession:
             task=self.task.env_id,
             config_hash=self.config.config_hash(),
             obs_layout_version=self.task.obs_layout_version,
+            action_mode=self.task.action_mode,
             extra={"obs_layout": self.task.obs_layout} if self.task.obs_layout else {},
         )
 

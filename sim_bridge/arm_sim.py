@@ -201,6 +201,10 @@ class ForwardKinematics:
             dtype=np.int64,
         )
         self._ee_site = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, EE_SITE)
+        joint_ids = [
+            mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in robot.joint_names
+        ]
+        self._dof_idx = np.array([self.model.jnt_dofadr[j] for j in joint_ids], dtype=np.int64)
 
     def __call__(self, q: npt.ArrayLike) -> FloatArray:
         arr = np.asarray(q, dtype=np.float64).reshape(-1)
@@ -211,6 +215,14 @@ class ForwardKinematics:
         self._data.qpos[self._qpos_idx] = arr
         mujoco.mj_kinematics(self.model, self._data)
         return np.array(self._data.site_xpos[self._ee_site], dtype=np.float64)
+
+    def jacobian(self, q: npt.ArrayLike) -> FloatArray:
+        """d fingertip / d q at `q`: 3 x num_joints, columns in joint_names order."""
+        self(q)  # validates q and sets the kinematics
+        mujoco.mj_comPos(self.model, self._data)  # mj_jacSite needs the com-based frames
+        jac = np.zeros((3, self.model.nv))
+        mujoco.mj_jacSite(self.model, self._data, jac, None, self._ee_site)
+        return jac[:, self._dof_idx]
 
 
 @functools.cache

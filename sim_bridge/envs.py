@@ -15,7 +15,7 @@ import numpy.typing as npt
 from gymnasium import spaces
 
 from sim_bridge.arm_sim import ArmSim
-from sim_bridge.reach_task import ReachTask
+from sim_bridge.reach_task import OBS_LAYOUT_VERSION, ReachTask
 from sim_bridge.robot_config import RobotConfig, load_robot_config
 
 ENV_ID = "cgrpo_ros/Arm7Reach-v0"
@@ -26,9 +26,10 @@ Float32Array = npt.NDArray[np.float32]
 class Arm7ReachEnv(gymnasium.Env[Float32Array, Float32Array]):
     """Move the fingertip of the arm7 robot to a goal sampled in a box.
 
-    One env step = one control period (1 / control_rate_hz): the action, an absolute joint
-    position command [rad], is held for the physics substeps in between. Episodes never
-    terminate (the arm should stay at the goal); they are truncated after episode_steps.
+    One env step = one control period (1 / control_rate_hz): the action (a fingertip step or
+    joint targets, ReachTask) becomes a joint position command held for the physics substeps.
+    Episodes never terminate (the arm should stay at the goal); they are truncated after
+    episode_steps.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium's API)
@@ -74,21 +75,32 @@ class Arm7ReachEnv(gymnasium.Env[Float32Array, Float32Array]):
         return self._obs(), self._info()
 
     def step(self, action: Float32Array) -> tuple[Float32Array, float, bool, bool, dict[str, Any]]:
-        # The action is a joint position target; like on the real arm, what reaches the
-        # joints is that target clipped to the limits and rate-limited (the deploy-time
+        # The action becomes a joint position target (reach.action says how); like on the
+        # real arm, what reaches the joints is that target rate-limited (the deploy-time
         # guarantee behind Eq. 10). A non-finite action raises (never silently held).
-        target = np.clip(np.asarray(action, dtype=np.float64), self.robot.lower, self.robot.upper)
+        target = self.task.joint_target(action, self.limiter.last_command)
         self.sim.set_position_command(self.limiter.limit(target, self.robot.control_period_s))
+        q_before = self.sim.joint_positions()
         self.sim.step(self.n_substeps)
         self._steps += 1
         q = self.sim.joint_positions()
-        reward = self.task.reward(q, self.goal)
+        reward = self.task.reward(q_before, q, self.goal)
         truncated = self._steps >= self.robot.reach.episode_steps
         return self._obs(), reward, False, truncated, self._info()
 
     def rest_action(self) -> Float32Array:
-        """The action that holds the arm at home (where untrained policies start, TaskSpec)."""
-        return np.asarray(self.robot.home, dtype=np.float32)
+        """The action that holds the arm still (where untrained policies start, TaskSpec)."""
+        return self.task.rest_action()
+
+    @property
+    def obs_layout_version(self) -> int:
+        """Written into exported policies as `cgrpo.obs_layout_version` (TaskSpec)."""
+        return OBS_LAYOUT_VERSION
+
+    @property
+    def action_mode(self) -> str:
+        """Written into exported policies as `cgrpo.action_mode` (TaskSpec)."""
+        return self.task.action_mode
 
     def observation_names(self) -> list[str]:
         """Names of the observation entries, written into exported policies (TaskSpec)."""

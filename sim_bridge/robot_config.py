@@ -43,7 +43,16 @@ class ReachConfig:
     episode_steps: int
     """Control steps per episode before truncation."""
     success_bonus: float = 0.0
-    """Reward added on each step that is a success (reward is -distance otherwise)."""
+    """Reward added on each step that ends within the success threshold."""
+    action: str = "fingertip_delta"
+    """What the policy commands: one of ACTION_MODES (sim_bridge/reach_task.py says how)."""
+    fingertip_step_m: float = 0.04
+    """fingertip_delta: fingertip displacement [m] per control step at action magnitude 1."""
+    progress_reward_per_m: float = 10.0
+    """Reward per metre the fingertip moved towards the goal in the step."""
+
+
+ACTION_MODES = ("fingertip_delta", "joint_position")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +167,9 @@ def _parse_reach(raw: Any) -> ReachConfig:
     bonus = raw.get("success_bonus", 0.0)
     if isinstance(bonus, bool) or not isinstance(bonus, int | float) or not math.isfinite(bonus):
         raise ValueError(f"field 'reach.success_bonus' = {bonus!r}: expected a finite number")
+    action = raw.get("action", "fingertip_delta")
+    if action not in ACTION_MODES:
+        raise ValueError(f"field 'reach.action' = {action!r}: expected one of {list(ACTION_MODES)}")
     return ReachConfig(
         goal_low=(low[0], low[1], low[2]),
         goal_high=(high[0], high[1], high[2]),
@@ -166,6 +178,11 @@ def _parse_reach(raw: Any) -> ReachConfig:
         ),
         episode_steps=steps,
         success_bonus=float(bonus),
+        action=action,
+        fingertip_step_m=_positive(raw.get("fingertip_step_m", 0.04), "reach.fingertip_step_m"),
+        progress_reward_per_m=_positive(
+            raw.get("progress_reward_per_m", 10.0), "reach.progress_reward_per_m"
+        ),
     )
 
 

@@ -315,7 +315,10 @@ def score_episode(
     def nearest(t: float) -> npt.NDArray[np.float64]:
         return states[int(np.argmin(np.abs(times - t)))][1]
 
-    total = sum(task.reward(nearest(t0 + k * dt), goal) for k in range(1, steps + 1))
+    total = sum(
+        task.reward(nearest(t0 + (k - 1) * dt), nearest(t0 + k * dt), goal)
+        for k in range(1, steps + 1)
+    )
     return float(total), task.distance(nearest(t0 + steps * dt), goal)
 
 

@@ -39,6 +39,8 @@ class PolicyMetadata:
     task: str
     config_hash: str = ""
     obs_layout_version: int = 1
+    action_mode: str = "joint_position"
+    """How the policy server turns an action into joint targets (ReachTask.joint_target)."""
     format_version: int = FORMAT_VERSION
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -73,6 +75,7 @@ class PolicyMetadata:
             "task": self.task,
             "config_hash": self.config_hash,
             "obs_layout_version": str(self.obs_layout_version),
+            "action_mode": self.action_mode,
         }
         props.update(self.extra)
         return {_PREFIX + k: v for k, v in props.items()}
@@ -98,6 +101,7 @@ class PolicyMetadata:
                 task=values.pop("task"),
                 config_hash=values.pop("config_hash", ""),
                 obs_layout_version=int(values.pop("obs_layout_version", "1")),
+                action_mode=values.pop("action_mode", "joint_position"),
                 extra=values,
             )
         except KeyError as exc:

@@ -8,13 +8,16 @@ reported failure of sim-to-real stacks (rl_sar #138, unitree_rl_lab #82), so eve
 is an error that names the joint or the field.
 
 Observation names (docs/architecture.md): `joint_pos/<joint>`, `joint_vel/<joint>`,
-`goal/<i>`. The normalisation lives inside the ONNX graph, so the raw values are used.
+`goal/<i>`, and from layout version 2 `fingertip/<i>` and `goal_offset/<i>` (= goal -
+fingertip), computed from the joint positions by the robot's forward kinematics exactly as
+the reach task computes them in training. The normalisation lives inside the ONNX graph, so
+the raw values are used.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -22,10 +25,13 @@ import numpy as np
 import numpy.typing as npt
 
 from cgrpo_ros.core.policy_artifact import PolicyMetadata
-from sim_bridge.robot_config import RobotConfig
+from sim_bridge.robot_config import ACTION_MODES, RobotConfig
 
 Float32Array = npt.NDArray[np.float32]
-SUPPORTED_OBS_LAYOUT_VERSION = 1
+FloatArray = npt.NDArray[np.float64]
+# 1: joints and goal; 2: adds fingertip and goal_offset (sim_bridge/reach_task.py).
+SUPPORTED_OBS_LAYOUT_VERSIONS = (1, 2)
+FINGERTIP_ACTION_NAMES = [f"fingertip_delta/{axis}" for axis in "xyz"]
 # Metadata stores bounds that went through float32 (the gymnasium Box): -2.8973 comes back as
 # -2.897300004959106. This tolerance accepts that rounding and nothing a joint could notice.
 BOUND_TOLERANCE = 1e-5
@@ -43,6 +49,13 @@ class InputKind(StrEnum):
     JOINT_POSITION = "joint_pos"
     JOINT_VELOCITY = "joint_vel"
     GOAL = "goal"
+    FINGERTIP = "fingertip"
+    GOAL_OFFSET = "goal_offset"
+
+
+# Entries that are a function of every joint position (forward kinematics), indexed 0..2.
+CARTESIAN_KINDS = (InputKind.FINGERTIP, InputKind.GOAL_OFFSET)
+INDEXED_KINDS = (InputKind.GOAL, *CARTESIAN_KINDS)
 
 
 @dataclass(frozen=True)
@@ -58,10 +71,12 @@ class ObservationInput:
         if not sep or not key or kind not in {k.value for k in InputKind}:
             raise ValueError(
                 f"observation name {name!r} is not one this server can build; allowed: "
-                "joint_pos/<joint>, joint_vel/<joint>, goal/<i>"
+                "joint_pos/<joint>, joint_vel/<joint>, goal/<i>, fingertip/<i>, goal_offset/<i>"
             )
         if kind == InputKind.GOAL and not key.isdigit():
             raise ValueError(f"observation name {name!r}: the goal index must be an integer")
+        if kind in CARTESIAN_KINDS and key not in ("0", "1", "2"):
+            raise ValueError(f"observation name {name!r}: the index must be 0, 1 or 2 (x, y, z)")
         return ObservationInput(InputKind(kind), key)
 
 
@@ -73,7 +88,7 @@ def parse_obs_names(obs_names: Sequence[str], joint_names: Sequence[str]) -> lis
     inputs = [ObservationInput.parse(n) for n in obs_names]
     known = set(joint_names)
     for name, item in zip(obs_names, inputs, strict=True):
-        if item.kind != InputKind.GOAL and item.key not in known:
+        if item.kind not in INDEXED_KINDS and item.key not in known:
             raise ValueError(
                 f"observation {name!r} names joint {item.key!r}, which the robot config does "
                 f"not have (joints: {list(joint_names)})"
@@ -81,6 +96,8 @@ def parse_obs_names(obs_names: Sequence[str], joint_names: Sequence[str]) -> lis
     goal_indices = sorted(int(i.key) for i in inputs if i.kind == InputKind.GOAL)
     if goal_indices != list(range(len(goal_indices))):
         raise ValueError(f"goal inputs are {goal_indices}; expected goal/0 .. goal/{{n-1}}")
+    if any(i.kind == InputKind.GOAL_OFFSET for i in inputs) and len(goal_indices) != 3:
+        raise ValueError("goal_offset/<i> entries need a 3-value goal (goal/0 .. goal/2)")
     return inputs
 
 
@@ -94,17 +111,30 @@ class ObservationBuilder:
         *,
         position_lower: npt.ArrayLike | None = None,
         position_upper: npt.ArrayLike | None = None,
+        forward_kinematics: Callable[[FloatArray], FloatArray] | None = None,
     ) -> None:
         """`position_lower/upper` (per config joint) clip positions as the training task
         does (ReachTask.observation): MuJoCo's soft limits let a joint sit ~1e-3 rad outside.
+        `forward_kinematics` (config-ordered joint positions -> fingertip xyz) is needed by
+        layouts with fingertip or goal_offset entries.
         """
         self.obs_names = list(obs_names)
         self.joint_names = list(joint_names_from_config)
         self.inputs = parse_obs_names(self.obs_names, self.joint_names)
         self.goal_size = sum(1 for i in self.inputs if i.kind == InputKind.GOAL)
+        self.needs_fingertip = any(i.kind in CARTESIAN_KINDS for i in self.inputs)
+        if self.needs_fingertip and forward_kinematics is None:
+            raise ValueError(
+                "the observation has fingertip/goal_offset entries but no forward kinematics "
+                "was given (the policy server builds it from the robot config)"
+            )
+        self._forward_kinematics = forward_kinematics
+        # The fingertip depends on every joint; the other entries on the joints they name.
         self.required_joints = sorted(
-            {i.key for i in self.inputs if i.kind != InputKind.GOAL}, key=self.joint_names.index
-        )
+            set(self.joint_names) if self.needs_fingertip
+            else {i.key for i in self.inputs if i.kind not in INDEXED_KINDS},
+            key=self.joint_names.index,
+        )  # fmt: skip
         self.needs_velocity = any(i.kind == InputKind.JOINT_VELOCITY for i in self.inputs)
         n = len(self.joint_names)
         low = np.full(n, -np.inf) if position_lower is None else np.asarray(position_lower, float)
@@ -168,23 +198,46 @@ class ObservationBuilder:
                     "(parameter 'goal' or the ~/goal topic)"
                 )
             goal_values = self.check_goal(goal)
+        # The offset from the goal as sent (float64), as the training task computes it.
+        goal64 = None if goal_values is None else np.asarray(goal, np.float64).reshape(-1)
+        cartesian = self._cartesian(index, positions, goal64)
         out = np.empty(len(self.inputs), dtype=np.float32)
         for k, item in enumerate(self.inputs):
             if item.kind == InputKind.GOAL:
                 assert goal_values is not None
                 out[k] = goal_values[int(item.key)]
                 continue
+            if item.kind in CARTESIAN_KINDS:
+                out[k] = cartesian[item.kind][int(item.key)]
+                continue
             source = positions if item.kind == InputKind.JOINT_POSITION else velocities
-            value = float(source[index[item.key]])
-            if not math.isfinite(value):
-                raise NonFiniteObservationError(
-                    f"joint_states {item.kind.value} of {item.key!r} is {value}"
-                )
-            if item.kind == InputKind.JOINT_POSITION:
-                low, high = self._clip[item.key]
-                value = min(max(value, low), high)
-            out[k] = value
+            out[k] = self._joint_value(item, source[index[item.key]])
         return out
+
+    def _joint_value(self, item: ObservationInput, value: float) -> float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise NonFiniteObservationError(
+                f"joint_states {item.kind.value} of {item.key!r} is {value}"
+            )
+        if item.kind == InputKind.JOINT_POSITION:
+            low, high = self._clip[item.key]
+            value = min(max(value, low), high)
+        return value
+
+    def _cartesian(
+        self, index: dict[str, int], positions: Sequence[float], goal: FloatArray | None
+    ) -> dict[InputKind, FloatArray]:
+        """Fingertip and goal offset from all joint positions (clipped as in training)."""
+        if not self.needs_fingertip:
+            return {}
+        assert self._forward_kinematics is not None
+        position_of = [ObservationInput(InputKind.JOINT_POSITION, j) for j in self.joint_names]
+        q = np.array([self._joint_value(item, positions[index[item.key]]) for item in position_of])
+        tip = self._forward_kinematics(q)
+        # parse_obs_names guarantees goal/0..2 wherever there is a goal_offset.
+        offset = goal[:3] - tip if goal is not None else tip
+        return {InputKind.FINGERTIP: tip, InputKind.GOAL_OFFSET: offset}
 
 
 def validate_policy_against_robot(meta: PolicyMetadata, robot: RobotConfig) -> list[str]:
@@ -194,6 +247,39 @@ def validate_policy_against_robot(meta: PolicyMetadata, robot: RobotConfig) -> l
     order, the observation layout (names the server can build from this robot), and that
     the action bounds lie within the joint position limits.
     """
+    problems: list[str] = []
+    joints = list(robot.joint_names)
+    actions = list(meta.action_names)
+    if meta.action_mode not in ACTION_MODES:
+        problems.append(f"action mode {meta.action_mode!r}; this server runs {list(ACTION_MODES)}")
+    elif meta.action_mode == "fingertip_delta":
+        # Fingertip steps are scaled and turned into joint targets with the robot config's
+        # reach settings, so the config must be the fingertip one the policy trained with.
+        if actions != FINGERTIP_ACTION_NAMES:
+            problems.append(
+                f"action names {actions}; a fingertip_delta policy has {FINGERTIP_ACTION_NAMES}"
+            )
+        if robot.reach.action != "fingertip_delta":
+            problems.append(
+                f"the model commands fingertip steps but the robot config's reach.action is "
+                f"{robot.reach.action!r}"
+            )
+    if meta.action_mode == "joint_position":
+        problems += _joint_action_problems(meta, robot)
+    if meta.obs_layout_version not in SUPPORTED_OBS_LAYOUT_VERSIONS:
+        problems.append(
+            f"observation layout version {meta.obs_layout_version}; this server builds "
+            f"versions {list(SUPPORTED_OBS_LAYOUT_VERSIONS)}"
+        )
+    try:
+        parse_obs_names(meta.obs_names, joints)
+    except ValueError as err:
+        problems.append(f"observation layout: {err}")
+    return problems
+
+
+def _joint_action_problems(meta: PolicyMetadata, robot: RobotConfig) -> list[str]:
+    """Joint-position actions: one per config joint, in config order, within the limits."""
     problems: list[str] = []
     joints = list(robot.joint_names)
     actions = list(meta.action_names)
@@ -210,15 +296,6 @@ def validate_policy_against_robot(meta: PolicyMetadata, robot: RobotConfig) -> l
         problems.append(f"model actions that are not joints of the robot config: {extra}")
     if not missing and not extra and actions != joints:
         problems.append(f"joint order differs: model actions {actions}, robot config {joints}")
-    if meta.obs_layout_version != SUPPORTED_OBS_LAYOUT_VERSION:
-        problems.append(
-            f"observation layout version {meta.obs_layout_version}; this server builds "
-            f"version {SUPPORTED_OBS_LAYOUT_VERSION}"
-        )
-    try:
-        parse_obs_names(meta.obs_names, joints)
-    except ValueError as err:
-        problems.append(f"observation layout: {err}")
     if actions == joints:
         for j, name in enumerate(joints):
             low, high = meta.action_low[j], meta.action_high[j]

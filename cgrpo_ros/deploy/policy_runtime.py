@@ -18,7 +18,10 @@ import numpy.typing as npt
 
 from cgrpo_ros.core.policy_artifact import OnnxPolicy, PolicyArtifactError
 from cgrpo_ros.deploy.observation import ObservationBuilder, validate_policy_against_robot
+from sim_bridge.reach_task import ReachTask
 from sim_bridge.robot_config import RobotConfig
+
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,17 @@ class PolicyRuntime:
     policy: OnnxPolicy
     builder: ObservationBuilder
     path: str
+    reach: ReachTask | None = None
+    """Forward kinematics and fingertip steps, when the policy's layout or actions use them."""
+
+    def joint_target(self, action: FloatArray, last_command: npt.ArrayLike) -> FloatArray:
+        """Joint targets for a policy action: the action itself for joint_position policies,
+        a damped-least-squares fingertip step from the last command for fingertip_delta ones
+        (the same ReachTask.joint_target as in training)."""
+        if self.policy.metadata.action_mode == "joint_position":
+            return action
+        assert self.reach is not None
+        return self.reach.joint_target(action, last_command)
 
     def describe(self) -> dict[str, object]:
         meta = self.policy.metadata
@@ -57,11 +71,17 @@ def load_policy_runtime(path: str | Path, robot: RobotConfig) -> PolicyRuntime:
         raise PolicyArtifactError(
             f"policy model {file} does not match the robot config {robot.name!r}:\n  - {listing}"
         )
+    meta = policy.metadata
+    needs_kinematics = meta.action_mode == "fingertip_delta" or any(
+        name.startswith(("fingertip/", "goal_offset/")) for name in meta.obs_names
+    )
+    reach = ReachTask(robot) if needs_kinematics else None
     builder = ObservationBuilder(
-        policy.metadata.obs_names,
+        meta.obs_names,
         robot.joint_names,
         position_lower=robot.lower,
         position_upper=robot.upper,
+        forward_kinematics=reach.fingertip if reach is not None else None,
     )
     # One inference now: a graph that loads but fails to run is refused here, not at a tick.
     probe = policy.action_mean(np.zeros(policy.metadata.obs_dim, dtype=np.float32))
@@ -70,7 +90,7 @@ def load_policy_runtime(path: str | Path, robot: RobotConfig) -> PolicyRuntime:
             f"policy model {file} returned an action of shape {probe.shape}; expected "
             f"({policy.metadata.act_dim},)"
         )
-    return PolicyRuntime(policy=policy, builder=builder, path=str(file))
+    return PolicyRuntime(policy=policy, builder=builder, path=str(file), reach=reach)
 
 
 class WindowStats:

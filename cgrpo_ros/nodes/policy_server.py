@@ -268,7 +268,8 @@ class PolicyServerNode(Node):
         if not np.isfinite(action).all():
             self._warn(f"policy output {action.tolist()} is not finite; holding")
             return None, HoldReason.NONFINITE_ACTION
-        return action, None
+        assert self.gate.last_command is not None  # the gate started before any action
+        return runtime.joint_target(action, self.gate.last_command), None
 
     def _warn(self, why: str) -> None:
         self.last_error = why

@@ -150,20 +150,25 @@ class RobotBackend:
                 return True
         return False
 
-    def _observe(self, goal: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    def _observe(
+        self, goal: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+        """The observation and the joint positions it was built from."""
         with self.cond:
             q, qd = self.state.q, self.state.qd
         assert q is not None and qd is not None
-        return self.task.observation(q, qd, goal)
+        return self.task.observation(q, qd, goal), np.asarray(q, dtype=np.float64)
 
     def _limited_command(self, action: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """The action as a joint target, clipped and rate-limited as deployment does.
+        """The action as a joint target (ReachTask.joint_target), rate-limited as deployment
+        does.
 
         Without the limiter an exploring policy would command jumps of a radian per control
         period to a real arm. A non-finite action holds the last command.
         """
-        target = np.clip(action.astype(np.float64), self.task.action_low, self.task.action_high)
-        if not np.all(np.isfinite(target)):
+        if np.all(np.isfinite(action)):
+            target = self.task.joint_target(action, self.last_command)
+        else:
             self.log.warning("non-finite action: holding", throttle_duration_sec=WARN_THROTTLE_S)
             target = self.last_command
         self.last_command = self.limiter.limit(target, 1.0 / self.rate_hz)
@@ -218,7 +223,7 @@ class RobotBackend:
                 self._start_limiter()
                 t_episode, episode_return = 0, 0.0
                 next_tick = time.monotonic()
-            obs[t] = self._observe(goal)
+            obs[t], q_before = self._observe(goal)
             actions[t] = act(obs[t])
             next_tick += period
             command = self._limited_command(actions[t])
@@ -228,7 +233,7 @@ class RobotBackend:
             with self.cond:
                 q = self.state.q
             assert q is not None  # set before the first step by the reset wait
-            rewards[t] = self.task.reward(q, goal)
+            rewards[t] = self.task.reward(q_before, q, goal)
             episode_return += float(rewards[t])
             t_episode += 1
             if t_episode >= episode_steps:

@@ -1,14 +1,11 @@
 """The arm reach task (cgrpo_ros/Arm7Reach-v0, the stand-in for FrankaReach) learned in-process.
 
-Budget: CI gives this test about 90 s of CPU on a busy 2-core machine: 40 iterations x 2
-policies x 1000 steps (80,000 env steps). Untrained policies start at the arm's home pose (the
-env's rest action). Measured here (seeded, deterministic; machine shared with a benchmark):
-training return -28 -> -20, end-of-episode fingertip distance 0.232 m (untrained) -> 0.168 m,
-success rate 0.1 over the 10 evaluation episodes (5 cm threshold). That is NOT the "stated
-success rate" issue 7 asks for: see docs/results.md "Manipulation" for why (absolute joint
-targets through the rate limiter filter the exploration noise; Monte Carlo returns) and what
-larger budgets reach. What this test asserts is learning to reach towards the goal: the
-training return rises and the deterministic policy ends its episodes closer to the goal.
+Budget: 40 iterations x 2 policies x 1000 steps (80,000 env steps), about 100 s on a quiet
+2-core machine. The task as the robot config sets it up: fingertip-step actions turned into
+joint targets by damped least squares, progress reward (sim_bridge/reach_task.py). Stated
+success rate: at least 0.8 of 10 evaluation goals within 5 cm after the 2 s episode, with the
+deterministic policy. Measured here (seeded, deterministic; a quiet machine, 104 s): training
+return -1.4 -> 7.1, end-of-episode distance 0.217 m (untrained) -> 0.012 m, success rate 1.00.
 """
 
 from __future__ import annotations
@@ -28,13 +25,12 @@ ITERATIONS, STEPS = 40, 1000  # per policy per iteration: 10 episodes of 100 ste
 EVAL_EPISODES = 10
 
 
+STATED_SUCCESS_RATE = 0.8
+
+
 def config() -> CGRPOConfig:
-    # Policies start at home, so exploration is around the workspace's middle: std e^-1 =
-    # 0.37 rad and a larger step size than the locomotion defaults (tried at 60 iterations:
-    # std 0.37 / lr 1e-3 ended at 0.20 m; std 0.14 and 0.05 rad learned slower).
-    return CGRPOConfig.for_variant(
-        "full", num_policies=2, num_groups=2, seed=0, init_log_std=-1.0, learning_rate=3e-3
-    )
+    # The locomotion defaults (std 1, lr 3e-4): actions are in [-1, 1] like theirs.
+    return CGRPOConfig.for_variant("full", num_policies=2, num_groups=2, seed=0)
 
 
 def final_distances(policy: OnnxPolicy) -> tuple[float, float]:
@@ -81,5 +77,6 @@ def test_cgrpo_learns_to_reach_with_the_arm(tmp_path: Path) -> None:
         f"training return {first:.1f} -> {last:.1f}; final distance {untrained:.3f} -> "
         f"{trained:.3f} m; success rate {success:.2f}"
     )
-    assert last > 0.8 * first  # returns are negative: at least 20 % less distance summed
-    assert trained < 0.8 * untrained
+    assert last > first
+    assert trained < 0.5 * untrained
+    assert success >= STATED_SUCCESS_RATE

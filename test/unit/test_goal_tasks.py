@@ -62,8 +62,10 @@ def test_task_spec_reads_names_through_wrappers() -> None:
     )
     # The arm's names still come from the unwrapped env below gym.make's wrappers.
     arm = TaskSpec.from_env("cgrpo_ros/Arm7Reach-v0")
-    assert arm.obs_names[0] == "joint_pos/joint1" and arm.action_names[-1] == "joint7"
-    assert (arm.obs_layout, arm.obs_layout_version) == ("", 1)
+    assert arm.obs_names[0] == "joint_pos/joint1" and arm.obs_names[-1] == "goal_offset/2"
+    assert arm.action_names[-1] == "fingertip_delta/z"
+    assert (arm.obs_layout, arm.obs_layout_version, arm.action_mode) == ("", 2, "fingertip_delta")
+    assert fetch.action_mode == "joint_position"  # the default: actions are passed on as they are
 
 
 def test_onnx_artifact_carries_the_goal_layout(tmp_path: Path) -> None:
@@ -106,7 +108,7 @@ def test_rollout_worker_gym_backend_returns_the_success_flags() -> None:
     pendulum = GymBackend("Pendulum-v1", seed=0, num_policies=1)
     try:
         # 100-step episodes: two end in 250 steps.
-        batch, successes = arm.collect(1, 0, lambda obs: np.zeros(7, np.float32), 250)
+        batch, successes = arm.collect(1, 0, lambda obs: np.zeros(3, np.float32), 250)
         assert successes is not None and len(successes) == len(batch.episode_returns) == 2
         meta = {"policy_id": 1, "policy_version": 0, "worker_id": "w", "seq": 0}
         frame = encode_trajectory(
@@ -122,10 +124,10 @@ def test_rollout_worker_gym_backend_returns_the_success_flags() -> None:
 
 def test_evaluate_with_success_on_the_arm() -> None:
     env = make_env("cgrpo_ros/Arm7Reach-v0")
-    home = env.unwrapped.robot.home_array.astype(np.float32)  # type: ignore[attr-defined]
-    returns, successes = evaluate_with_success(env, lambda obs: home, 2, seed=5)
+    hold = np.zeros(3, np.float32)  # no fingertip step: the arm stays at home
+    returns, successes = evaluate_with_success(env, lambda obs: hold, 2, seed=5)
     assert successes is not None and successes.shape == (2,) and successes.dtype == np.bool_
-    np.testing.assert_allclose(returns, evaluate(env, lambda obs: home, 2, seed=5))
+    np.testing.assert_allclose(returns, evaluate(env, lambda obs: hold, 2, seed=5))
     pendulum = make_env("Pendulum-v1")
     assert evaluate_with_success(pendulum, lambda obs: np.zeros(1, np.float32), 1, 0)[1] is None
 

@@ -19,7 +19,11 @@ from sim_bridge.reach_task import ReachTask
 from sim_bridge.robot_config import load_robot_config
 
 ROBOT = load_robot_config()
-TASK = ReachTask(ROBOT)
+TASK = ReachTask(ROBOT)  # fingertip_delta actions, observation layout version 2
+JOINT_ROBOT = dataclasses.replace(
+    ROBOT, reach=dataclasses.replace(ROBOT.reach, action="joint_position")
+)
+JOINT_TASK = ReachTask(JOINT_ROBOT)
 JOINTS = list(ROBOT.joint_names)
 Q = {j: 0.1 * (k + 1) - 2.0 * (j == "joint4") for k, j in enumerate(JOINTS)}
 QD = {j: -0.01 * (k + 1) for k, j in enumerate(JOINTS)}
@@ -28,7 +32,11 @@ GOAL = [0.4, 0.1, 0.3]
 
 def builder() -> ObservationBuilder:
     return ObservationBuilder(
-        TASK.observation_names(), JOINTS, position_lower=ROBOT.lower, position_upper=ROBOT.upper
+        TASK.observation_names(),
+        JOINTS,
+        position_lower=ROBOT.lower,
+        position_upper=ROBOT.upper,
+        forward_kinematics=TASK.fingertip,
     )
 
 
@@ -75,25 +83,64 @@ def test_missing_velocities_and_goal_are_errors() -> None:
 def test_positions_are_clipped_like_the_training_task() -> None:
     out = build(JOINTS, {"joint1": 99.0})
     assert out[0] == np.float32(ROBOT.position_upper[0])
+    # ... the fingertip too: it is computed from the clipped positions, as in training.
+    clipped = [ROBOT.position_upper[0], *[Q[j] for j in JOINTS[1:]]]
+    np.testing.assert_allclose(out[17:20], TASK.fingertip(clipped), rtol=1e-6)
 
 
-def metadata(**changes: object) -> PolicyMetadata:
+def test_fingertip_entries_need_kinematics_and_a_full_goal() -> None:
+    names = TASK.observation_names()
+    with pytest.raises(ValueError, match="no forward kinematics"):
+        ObservationBuilder(names, JOINTS)
+    with pytest.raises(ValueError, match="goal_offset/<i> entries need a 3-value goal"):
+        ObservationBuilder([n for n in names if not n.startswith("goal/")], JOINTS,
+                           forward_kinematics=TASK.fingertip)  # fmt: skip
+    with pytest.raises(ValueError, match=r"'fingertip/3': the index must be 0, 1 or 2"):
+        ObservationBuilder([*names, "fingertip/3"], JOINTS, forward_kinematics=TASK.fingertip)
+    # The fingertip depends on every joint: a missing one is named even if not observed.
+    only_goal = ObservationBuilder(["fingertip/0", "goal/0", "goal/1", "goal/2"], JOINTS,
+                                   forward_kinematics=TASK.fingertip)  # fmt: skip
+    with pytest.raises(ObservationError, match="joint6"):
+        only_goal.build([j for j in JOINTS if j != "joint6"], [0.0] * 6, [0.0] * 6, GOAL)
+
+
+def metadata(task: ReachTask = TASK, **changes: object) -> PolicyMetadata:
     base = PolicyMetadata(
         policy_id=0,
         policy_version=1,
-        obs_dim=TASK.obs_dim,
-        act_dim=TASK.act_dim,
-        obs_names=TASK.observation_names(),
-        action_names=TASK.action_names(),
-        action_low=[float(x) for x in TASK.action_low],  # float32-rounded, as exported
-        action_high=[float(x) for x in TASK.action_high],
+        obs_dim=task.obs_dim,
+        act_dim=task.act_dim,
+        obs_names=task.observation_names(),
+        action_names=task.action_names(),
+        action_low=[float(x) for x in task.action_low],  # float32-rounded, as exported
+        action_high=[float(x) for x in task.action_high],
         task="cgrpo_ros/Arm7Reach-v0",
+        obs_layout_version=2,
+        action_mode=task.action_mode,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 def test_matching_metadata_has_no_differences() -> None:
     assert validate_policy_against_robot(metadata(), ROBOT) == []
+    # A joint-position policy can drive the arm whatever reach.action the config trains.
+    assert validate_policy_against_robot(metadata(JOINT_TASK), ROBOT) == []
+
+
+@pytest.mark.parametrize(
+    ("robot", "changes", "message"),
+    [
+        (JOINT_ROBOT, {}, "reach.action is 'joint_position'"),
+        (ROBOT, {"action_names": ["dx", "dy", "dz"]}, "a fingertip_delta policy has"),
+        (ROBOT, {"action_mode": "torque"}, "action mode 'torque'; this server runs"),
+        (ROBOT, {"obs_layout_version": 3}, "observation layout version 3"),
+    ],
+)
+def test_fingertip_policy_mismatches_are_named(
+    robot: object, changes: dict[str, object], message: str
+) -> None:
+    problems = validate_policy_against_robot(metadata(**changes), robot)  # type: ignore[arg-type]
+    assert any(message in p for p in problems), problems
 
 
 @pytest.mark.parametrize(
@@ -115,18 +162,19 @@ def test_matching_metadata_has_no_differences() -> None:
             "joint 'elbow'",
         ),
         (
-            {"action_high": [*[float(x) for x in TASK.action_high[:-1]], 3.5]},
+            {"action_high": [*[float(x) for x in JOINT_TASK.action_high[:-1]], 3.5]},
             "action bounds of 'joint7' [-2.8973",
         ),
     ],
 )
 def test_mismatches_are_named(changes: dict[str, object], message: str) -> None:
-    problems = validate_policy_against_robot(metadata(**changes), ROBOT)
+    problems = validate_policy_against_robot(metadata(JOINT_TASK, **changes), ROBOT)
     assert any(message in p for p in problems), problems
 
 
 def test_wrong_action_size_is_named() -> None:
     six = metadata(
+        JOINT_TASK,
         act_dim=6,
         action_names=JOINTS[:6],
         action_low=[-1.0] * 6,
