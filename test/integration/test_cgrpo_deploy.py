@@ -29,14 +29,15 @@ STARTUP_TIMEOUT_S = 40.0
 
 
 def write_model(path: Path) -> Path:
-    task = ReachTask(ROBOT)
+    task = ReachTask(ROBOT)  # the config's reach task: fingertip steps
     names = task.observation_names()
-    policy = GaussianPolicy(len(names), ROBOT.num_joints, (8,), 0.0)
+    policy = GaussianPolicy(len(names), task.act_dim, (8,), 0.0)
     meta = PolicyMetadata(
-        policy_id=0, policy_version=1, obs_dim=len(names), act_dim=ROBOT.num_joints,
+        policy_id=0, policy_version=1, obs_dim=len(names), act_dim=task.act_dim,
         obs_names=names, action_names=task.action_names(),
         action_low=[float(x) for x in task.action_low],
         action_high=[float(x) for x in task.action_high], task="cgrpo_ros/Arm7Reach-v0",
+        obs_layout_version=2, action_mode=task.action_mode,
     )  # fmt: skip
     path.write_bytes(export_policy_onnx(policy, meta))
     return path

@@ -6,6 +6,7 @@ stale) and records every command the server sends, then checks each one against 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -43,7 +44,11 @@ from sim_bridge.robot_config import load_robot_config  # noqa: E402
 pytestmark = pytest.mark.integration
 
 ROBOT = load_robot_config()
-TASK = ReachTask(ROBOT)
+# Most models here command joint positions (the server's safety behaviour is about joints);
+# one commands fingertip steps, the arm7 config's reach.action.
+TASK = ReachTask(dataclasses.replace(
+    ROBOT, reach=dataclasses.replace(ROBOT.reach, action="joint_position")))  # fmt: skip
+FINGERTIP_TASK = ReachTask(ROBOT)
 DT = ROBOT.control_period_s
 STARTUP_TIMEOUT_S = 40.0  # python + onnxruntime + torch import + discovery, loaded machine
 STEP_TIMEOUT_S = 8.0
@@ -58,6 +63,7 @@ def write_constant_model(
     action_names: list[str] | None = None,
     low: list[float] | None = None,
     high: list[float] | None = None,
+    action_mode: str = "joint_position",
 ) -> Path:
     """An ONNX policy whose action_mean is `output` whatever the observation."""
     obs_names = obs_names or TASK.observation_names()
@@ -76,6 +82,8 @@ def write_constant_model(
         action_low=low or [float(x) for x in TASK.action_low[: len(action_names)]],
         action_high=high or [float(x) for x in TASK.action_high[: len(action_names)]],
         task="cgrpo_ros/Arm7Reach-v0",
+        obs_layout_version=2,
+        action_mode=action_mode,
     )
     path.write_bytes(export_policy_onnx(policy, meta))
     return path
@@ -148,6 +156,14 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ),
         "reordered": write_constant_model(
             d / "reordered.onnx", target, action_names=[joints[1], joints[0], *joints[2:]]
+        ),
+        "fingertip_x": write_constant_model(
+            d / "fingertip_x.onnx",
+            [1.0, 0.0, 0.0],
+            action_names=FINGERTIP_TASK.action_names(),
+            low=[-1.0] * 3,
+            high=[1.0] * 3,
+            action_mode="fingertip_delta",
         ),
     }
 
@@ -312,6 +328,51 @@ def test_serves_safely_through_bad_inputs(
     output = process_output(proc)
     assert code == 0, output
     assert "Traceback" not in output, output
+    assert_within_limits([c for _, c in probe.commands])
+
+
+def test_fingertip_policy_steps_the_fingertip_within_the_joint_limits(
+    ros_env: dict[str, str], models: dict[str, Path], probe: Probe
+) -> None:
+    """A fingertip_delta policy asking for +x: joint commands whose fingertip moves along +x
+    (damped least squares from the last command, as in training), rate-limited as always."""
+    joints = list(ROBOT.joint_names)
+    pose = dict(zip(joints, ROBOT.home, strict=True))
+    probe.commands.clear()
+    probe.statuses.clear()
+    args = ["-p", f"model_path:={models['fingertip_x']}", "-p", "blend_time_s:=0.0"]
+    args += ["-p", "goal:=[0.45, 0.0, 0.4]", "-p", "status_rate_hz:=20.0"]
+    proc = start_node_process(SERVER, ros_env, ros_args=args)
+    try:
+        assert wait_for(lambda: bool(probe.statuses), STARTUP_TIMEOUT_S, probe.spin), (
+            process_output(proc)
+        )
+        probe.state = joint_state(joints, pose)
+        assert wait_for(lambda: len(probe.commands) > 5, STEP_TIMEOUT_S, probe.spin)
+        assert probe.call(SetBool, "/policy_server/enable", SetBool.Request(data=True)).success
+        start = len(probe.commands) - 1
+        assert wait_for(lambda: len(probe.commands) > start + 12, STEP_TIMEOUT_S, probe.spin)
+        # Each command is ReachTask.joint_target of the last one, rate-limited: replayed here
+        # from home (the hold before enabling is at rest).
+        limiter = ROBOT.command_limiter()
+        limiter.reset(ROBOT.home_array)
+        enabled = [c for _, c in probe.commands[start:]]
+        while np.allclose(enabled[0], ROBOT.home, atol=1e-12):  # ticks before the enable
+            enabled.pop(0)
+        for command in enabled[:10]:
+            target = FINGERTIP_TASK.joint_target([1.0, 0.0, 0.0], limiter.last_command)
+            np.testing.assert_allclose(command, limiter.limit(target, DT), atol=1e-9)
+        # The fingertip went mostly along +x. (Open loop, the per-joint acceleration limits
+        # bend the path while the joints speed up; a trained policy corrects from the
+        # fingertip it observes.)
+        moved = FINGERTIP_TASK.fingertip(enabled[9]) - FINGERTIP_TASK.fingertip(ROBOT.home_array)
+        assert moved[0] > 0.02 and moved[0] > 1.5 * abs(moved[2]) and abs(moved[1]) < 1e-6, moved
+        assert probe.status()["mode"] == "enabled", probe.status()
+    finally:
+        probe.state = None
+        code = stop_process(proc, timeout=10)
+    output = process_output(proc)
+    assert code == 0 and "Traceback" not in output, output
     assert_within_limits([c for _, c in probe.commands])
 
 
