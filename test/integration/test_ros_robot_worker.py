@@ -71,7 +71,7 @@ def test_ros_robot_worker_trains_on_the_sim_bridge(tmp_path: Path) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["task"] == "cgrpo_ros/Arm7Reach-v0" and summary["iterations"] == 2
     assert summary["env_steps"] == 2 * 2 * steps
-    # Whole 100-step episodes were scored: returns are -distance sums, finite and negative-ish.
+    # Whole 100-step episodes were scored: progress rewards, bounded by the workspace size.
     returns = summary["final_return_per_policy"]
     assert all(r is not None and -200.0 < r < 50.0 for r in returns), summary
     # Each batch starts with a reset: 2 policies x 2 iterations x 2 episodes.
