@@ -18,7 +18,7 @@ Action (`reach.action` of the robot config):
 Reward: progress_reward_per_m x (distance before the step - distance after it)
     (+ success_bonus when the step ends within success_threshold_m): potential-based shaping
     of -distance (Ng et al., 1999), same optimal policy, and the returns no longer depend on how
-    far the goal started (docs/algorithm.md, "Reach").
+    far the goal started (docs/algorithm.md, "The arm reach task").
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ OBS_LAYOUT_VERSION = 2
 # elbow does not drift over an episode.
 DLS_DAMPING_M = 0.05
 NULLSPACE_GAIN = 0.1
+FINGERTIP_ACTION_NAMES = [f"fingertip_delta/{axis}" for axis in "xyz"]
 
 
 class ReachTask:
@@ -89,7 +90,7 @@ class ReachTask:
 
     def action_names(self) -> list[str]:
         if self.action_mode == "fingertip_delta":
-            return [f"fingertip_delta/{axis}" for axis in "xyz"]
+            return list(FINGERTIP_ACTION_NAMES)
         return list(self.robot.joint_names)
 
     def rest_action(self) -> Float32Array:

@@ -25,13 +25,13 @@ import numpy as np
 import numpy.typing as npt
 
 from cgrpo_ros.core.policy_artifact import PolicyMetadata
+from sim_bridge.reach_task import FINGERTIP_ACTION_NAMES
 from sim_bridge.robot_config import ACTION_MODES, RobotConfig
 
 Float32Array = npt.NDArray[np.float32]
 FloatArray = npt.NDArray[np.float64]
 # 1: joints and goal; 2: adds fingertip and goal_offset (sim_bridge/reach_task.py).
 SUPPORTED_OBS_LAYOUT_VERSIONS = (1, 2)
-FINGERTIP_ACTION_NAMES = [f"fingertip_delta/{axis}" for axis in "xyz"]
 # Metadata stores bounds that went through float32 (the gymnasium Box): -2.8973 comes back as
 # -2.897300004959106. This tolerance accepts that rounding and nothing a joint could notice.
 BOUND_TOLERANCE = 1e-5
@@ -235,9 +235,9 @@ class ObservationBuilder:
         position_of = [ObservationInput(InputKind.JOINT_POSITION, j) for j in self.joint_names]
         q = np.array([self._joint_value(item, positions[index[item.key]]) for item in position_of])
         tip = self._forward_kinematics(q)
-        # parse_obs_names guarantees goal/0..2 wherever there is a goal_offset.
-        offset = goal[:3] - tip if goal is not None else tip
-        return {InputKind.FINGERTIP: tip, InputKind.GOAL_OFFSET: offset}
+        if goal is None:  # parse_obs_names: a layout with goal_offset has goal/0..2
+            return {InputKind.FINGERTIP: tip}
+        return {InputKind.FINGERTIP: tip, InputKind.GOAL_OFFSET: goal[:3] - tip}
 
 
 def validate_policy_against_robot(meta: PolicyMetadata, robot: RobotConfig) -> list[str]:
