@@ -146,7 +146,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         config_hash=algo.config.config_hash(),
         obs_layout_version=task.obs_layout_version,
         action_mode=task.action_mode,
-        extra={"obs_layout": task.obs_layout} if task.obs_layout else {},
+        extra=task.metadata_extra(),
     )
     data = export_policy_onnx(algo.policies[args.policy], metadata)
     OnnxPolicy(data, source=str(args.output))  # validate before writing

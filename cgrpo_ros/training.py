@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -74,10 +74,17 @@ class TaskSpec:
     """The env's `rest_action()` (an arm's home pose), where untrained policies start."""
     action_mode: str = "joint_position"
     """Written as `cgrpo.action_mode`: how a deployed action becomes joint targets."""
+    action_settings: dict[str, str] = field(default_factory=dict)
+    """The env's `action_settings` (e.g. `fingertip_step_m`), written as `cgrpo.<key>`."""
 
     @property
     def obs_dim(self) -> int:
         return len(self.obs_names)
+
+    def metadata_extra(self) -> dict[str, str]:
+        """The task's entries of the policy metadata beyond PolicyMetadata's own fields."""
+        layout = {"obs_layout": self.obs_layout} if self.obs_layout else {}
+        return {**layout, **self.action_settings}
 
     @property
     def act_dim(self) -> int:
@@ -112,6 +119,7 @@ class TaskSpec:
                 obs_layout=str(_wrapper_attr(env, "obs_layout") or ""),
                 rest_action=[float(x) for x in rest_action()] if rest_action else None,
                 action_mode=str(_wrapper_attr(env, "action_mode") or "joint_position"),
+                action_settings=dict(_wrapper_attr(env, "action_settings") or {}),
             )
         finally:
             env.close()
@@ -217,7 +225,7 @@ class TrainingSession:
             config_hash=self.config.config_hash(),
             obs_layout_version=self.task.obs_layout_version,
             action_mode=self.task.action_mode,
-            extra={"obs_layout": self.task.obs_layout} if self.task.obs_layout else {},
+            extra=self.task.metadata_extra(),
         )
 
     def policy_artifact(self, policy_id: int) -> bytes:

@@ -102,6 +102,14 @@ class Arm7ReachEnv(gymnasium.Env[Float32Array, Float32Array]):
         """Written into exported policies as `cgrpo.action_mode` (TaskSpec)."""
         return self.task.action_mode
 
+    @property
+    def action_settings(self) -> dict[str, str]:
+        """Written into exported policies (TaskSpec), so the policy server can refuse a robot
+        config whose fingertip step differs from the one the policy was trained with."""
+        if self.task.action_mode == "fingertip_delta":
+            return {"fingertip_step_m": repr(self.robot.reach.fingertip_step_m)}
+        return {}
+
     def observation_names(self) -> list[str]:
         """Names of the observation entries, written into exported policies (TaskSpec)."""
         return self.task.observation_names()

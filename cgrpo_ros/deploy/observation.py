@@ -264,6 +264,7 @@ def validate_policy_against_robot(meta: PolicyMetadata, robot: RobotConfig) -> l
                 f"the model commands fingertip steps but the robot config's reach.action is "
                 f"{robot.reach.action!r}"
             )
+        problems += _fingertip_step_problems(meta, robot)
     if meta.action_mode == "joint_position":
         problems += _joint_action_problems(meta, robot)
     if meta.obs_layout_version not in SUPPORTED_OBS_LAYOUT_VERSIONS:
@@ -276,6 +277,24 @@ def validate_policy_against_robot(meta: PolicyMetadata, robot: RobotConfig) -> l
     except ValueError as err:
         problems.append(f"observation layout: {err}")
     return problems
+
+
+def _fingertip_step_problems(meta: PolicyMetadata, robot: RobotConfig) -> list[str]:
+    """The step size the policy trained with (`cgrpo.fingertip_step_m`) against the config's:
+    a different step would scale every action the policy takes."""
+    trained = meta.extra.get("fingertip_step_m")
+    if trained is None:
+        return []  # models exported before the step was written into the metadata
+    try:
+        step = float(trained)
+    except ValueError:
+        return [f"metadata fingertip_step_m = {trained!r} is not a number"]
+    if not math.isclose(step, robot.reach.fingertip_step_m, rel_tol=1e-9):
+        return [
+            f"fingertip step: the model was trained with {step} m per step, the robot config's "
+            f"reach.fingertip_step_m is {robot.reach.fingertip_step_m}"
+        ]
+    return []
 
 
 def _joint_action_problems(meta: PolicyMetadata, robot: RobotConfig) -> list[str]:

@@ -322,6 +322,7 @@ def test_untrained_policies_hold_the_arm_at_home(
     for i in range(2):
         policy = OnnxPolicy(session.policy_artifact(i))
         assert policy.metadata.action_mode == "fingertip_delta"
+        assert policy.metadata.extra["fingertip_step_m"] == repr(robot.reach.fingertip_step_m)
         # The output layer's weights start at gain 0.01: the mean step is about zero ...
         assert np.abs(policy.deterministic_action(obs)).max() < 0.05
     # ... so the arm stays near home (a step of 0.05 moves the fingertip 2 mm).

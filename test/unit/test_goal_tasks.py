@@ -66,6 +66,9 @@ def test_task_spec_reads_names_through_wrappers() -> None:
     assert arm.action_names[-1] == "fingertip_delta/z"
     assert (arm.obs_layout, arm.obs_layout_version, arm.action_mode) == ("", 2, "fingertip_delta")
     assert fetch.action_mode == "joint_position"  # the default: actions are passed on as they are
+    assert arm.action_settings == {"fingertip_step_m": "0.04"} and fetch.action_settings == {}
+    assert arm.metadata_extra() == {"fingertip_step_m": "0.04"}
+    assert fetch.metadata_extra() == {"obs_layout": GOAL_OBS_LAYOUT}
 
 
 def test_onnx_artifact_carries_the_goal_layout(tmp_path: Path) -> None:

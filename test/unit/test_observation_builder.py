@@ -123,6 +123,8 @@ def metadata(task: ReachTask = TASK, **changes: object) -> PolicyMetadata:
 
 def test_matching_metadata_has_no_differences() -> None:
     assert validate_policy_against_robot(metadata(), ROBOT) == []
+    same_step = metadata(extra={"fingertip_step_m": repr(ROBOT.reach.fingertip_step_m)})
+    assert validate_policy_against_robot(same_step, ROBOT) == []
     # A joint-position policy can drive the arm whatever reach.action the config trains.
     assert validate_policy_against_robot(metadata(JOINT_TASK), ROBOT) == []
 
@@ -134,6 +136,12 @@ def test_matching_metadata_has_no_differences() -> None:
         (ROBOT, {"action_names": ["dx", "dy", "dz"]}, "a fingertip_delta policy has"),
         (ROBOT, {"action_mode": "torque"}, "action mode 'torque'; this server runs"),
         (ROBOT, {"obs_layout_version": 3}, "observation layout version 3"),
+        (
+            ROBOT,
+            {"extra": {"fingertip_step_m": "0.02"}},
+            "trained with 0.02 m per step, the robot config's reach.fingertip_step_m is 0.04",
+        ),
+        (ROBOT, {"extra": {"fingertip_step_m": "big"}}, "fingertip_step_m = 'big' is not a"),
     ],
 )
 def test_fingertip_policy_mismatches_are_named(
