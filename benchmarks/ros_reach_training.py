@@ -36,11 +36,9 @@ ENV_ID = "cgrpo_ros/Arm7Reach-v0"
 
 
 def node_argv(module: str, name: str, params: dict[str, Any]) -> list[str]:
-    argv = [sys.executable, "-m", module, "--ros-args", "--params-file", str(PARAMS_FILE)]
-    argv += ["-r", f"__node:={name}"]
-    for key, value in params.items():
-        argv += ["-p", f"{name}:{key}:={json.dumps(value)}"]
-    return argv
+    from ros_helpers import node_argv as shared_node_argv
+
+    return shared_node_argv(PARAMS_FILE, module, name, params)
 
 
 def train_through_ros(run_dir: Path, iterations: int, steps: int, timeout_s: float) -> float:

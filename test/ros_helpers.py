@@ -9,6 +9,7 @@ full pipe buffer, and the output is still there to show when a test fails.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -59,6 +60,16 @@ def isolated_ros_env(
     env["PYTHONUNBUFFERED"] = "1"  # log lines reach the output file when they are written
     env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
     return env
+
+
+def node_argv(params_file: Path, module: str, name: str, params: Mapping[str, object]) -> list[str]:
+    """A node's command line as the launch files give it: the shared parameter file, the node
+    name, then node-specific overrides (`-p <name>:<key>:=<json value>`)."""
+    argv = [sys.executable, "-m", module, "--ros-args", "--params-file", str(params_file)]
+    argv += ["-r", f"__node:={name}"]
+    for key, value in params.items():
+        argv += ["-p", f"{name}:{key}:={json.dumps(value)}"]
+    return argv
 
 
 def start_node_process(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -236,18 +237,26 @@ def assert_within_limits(commands: list[list[float]]) -> None:
     assert (np.abs(np.diff(steps, axis=0)) <= a_step * (1 + 1e-6) + 1e-9).all()
 
 
+def start_server(
+    ros_env: dict[str, str], probe: Probe, model: Path, *, blend_time_s: float
+) -> subprocess.Popen[bytes]:
+    """A policy server serving `model`, started and seen publishing its status."""
+    args = ["-p", f"model_path:={model}", "-p", f"blend_time_s:={blend_time_s}"]
+    args += ["-p", "goal:=[0.45, 0.0, 0.4]", "-p", "status_rate_hz:=20.0"]
+    proc = start_node_process(SERVER, ros_env, ros_args=args)
+    if not wait_for(lambda: bool(probe.statuses), STARTUP_TIMEOUT_S, probe.spin):
+        stop_process(proc)
+        raise AssertionError(f"policy server did not start:\n{process_output(proc)}")
+    return proc
+
+
 def test_serves_safely_through_bad_inputs(
     ros_env: dict[str, str], models: dict[str, Path], probe: Probe
 ) -> None:
     joints = list(ROBOT.joint_names)
     pose = dict(zip(joints, ROBOT.home, strict=True))
-    args = ["-p", f"model_path:={models['good']}", "-p", "blend_time_s:=0.5"]
-    args += ["-p", "goal:=[0.45, 0.0, 0.4]", "-p", "status_rate_hz:=20.0"]
-    proc = start_node_process(SERVER, ros_env, ros_args=args)
+    proc = start_server(ros_env, probe, models["good"], blend_time_s=0.5)
     try:
-        assert wait_for(lambda: bool(probe.statuses), STARTUP_TIMEOUT_S, probe.spin), (
-            process_output(proc)
-        )
         # 1. Nothing is published before a valid joint state; a partial one is not valid.
         probe.state = joint_state([j for j in joints if j != "joint3"], pose)
         probe.run_for(0.5)
@@ -340,13 +349,8 @@ def test_fingertip_policy_steps_the_fingertip_within_the_joint_limits(
     pose = dict(zip(joints, ROBOT.home, strict=True))
     probe.commands.clear()
     probe.statuses.clear()
-    args = ["-p", f"model_path:={models['fingertip_x']}", "-p", "blend_time_s:=0.0"]
-    args += ["-p", "goal:=[0.45, 0.0, 0.4]", "-p", "status_rate_hz:=20.0"]
-    proc = start_node_process(SERVER, ros_env, ros_args=args)
+    proc = start_server(ros_env, probe, models["fingertip_x"], blend_time_s=0.0)
     try:
-        assert wait_for(lambda: bool(probe.statuses), STARTUP_TIMEOUT_S, probe.spin), (
-            process_output(proc)
-        )
         probe.state = joint_state(joints, pose)
         assert wait_for(lambda: len(probe.commands) > 5, STEP_TIMEOUT_S, probe.spin)
         assert probe.call(SetBool, "/policy_server/enable", SetBool.Request(data=True)).success

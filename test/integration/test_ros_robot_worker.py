@@ -18,6 +18,9 @@ from ros_helpers import (
     start_node_process,
     stop_process,
 )
+from ros_helpers import (
+    node_argv as shared_node_argv,
+)
 
 pytest.importorskip("rclpy")
 pytestmark = pytest.mark.integration
@@ -27,11 +30,7 @@ RUN_TIMEOUT_S = 180.0
 
 
 def node_argv(module: str, name: str, params: dict[str, Any]) -> list[str]:
-    argv = [sys.executable, "-m", module, "--ros-args", "--params-file", str(PARAMS_FILE)]
-    argv += ["-r", f"__node:={name}"]
-    for key, value in params.items():
-        argv += ["-p", f"{name}:{key}:={json.dumps(value)}"]
-    return argv
+    return shared_node_argv(PARAMS_FILE, module, name, params)
 
 
 def test_ros_robot_worker_trains_on_the_sim_bridge(tmp_path: Path) -> None:

@@ -24,6 +24,9 @@ from ros_helpers import (
     stop_process,
     wait_for,
 )
+from ros_helpers import (
+    node_argv as shared_node_argv,
+)
 
 rclpy = pytest.importorskip("rclpy")
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -45,11 +48,7 @@ FAST = {"cgrpo.epochs": 1, "cgrpo.kmeans_n_init": 1}  # the loop is under test, 
 
 def node_argv(module: str, name: str, params: dict[str, Any]) -> list[str]:
     """As `cgrpo train-sim` does: the shared parameter file, then node-specific overrides."""
-    argv = [sys.executable, "-m", module, "--ros-args", "--params-file", str(PARAMS_FILE)]
-    argv += ["-r", f"__node:={name}"]
-    for key, value in params.items():
-        argv += ["-p", f"{name}:{key}:={json.dumps(value)}"]
-    return argv
+    return shared_node_argv(PARAMS_FILE, module, name, params)
 
 
 def learner_argv(run_dir: Path, **params: Any) -> list[str]:
