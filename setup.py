@@ -17,6 +17,7 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
         ("share/" + package_name + "/config/robots", glob("config/robots/*.yaml")),
+        ("share/" + package_name + "/config/baselines", glob("config/baselines/*.yaml")),
     ],
     install_requires=["setuptools"],
     # colcon test picks its pytest step only for packages with a pytest test dependency;

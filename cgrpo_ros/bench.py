@@ -1,9 +1,14 @@
-"""`cgrpo bench`: CGRPO-Full, CGRPO-Simple and stable-baselines3 PPO/SAC on equal terms.
+"""`cgrpo bench`: CGRPO-Full, CGRPO-Simple and stable-baselines3 PPO/SAC/TRPO on equal terms.
 
 Same tasks, step budgets and seeds for every method; every environment step a method
 simulates while training counts against its budget (CGRPO's N policies share it). Each run
 writes one JSON file, so an interrupted sweep resumes and `--jobs 2` runs two at once.
 Metrics follow the paper's section 6.2 (docs/results.md explains each).
+
+Baselines: `ppo` and `sac` run SB3's default hyperparameters; `ppo-tuned` (SB3 PPO) and `trpo`
+(sb3-contrib TRPO) run rl-baselines3-zoo's per-task hyperparameters from
+config/baselines/sb3_zoo.yaml, with VecNormalize during training and its statistics frozen for
+evaluation, as the zoo does.
 """
 
 from __future__ import annotations
@@ -20,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("cgrpo-full", "cgrpo-simple", "ppo", "sac")
+METHODS = ("cgrpo-full", "cgrpo-simple", "ppo", "ppo-tuned", "sac", "trpo")
+ZOO_METHODS = ("ppo-tuned", "trpo")  # per-task hyperparameters from config/baselines/
+ZOO_FILE = Path("baselines") / "sb3_zoo.yaml"
+# Zoo experiment keys that are not constructor arguments of the algorithm.
+ZOO_EXPERIMENT_KEYS = ("zoo_entry", "normalize", "n_envs", "n_timesteps")
+ACTIVATIONS = ("relu", "tanh", "elu", "leaky_relu")  # policy_kwargs.activation_fn names
 # 90 % of these is the "expert level" of the sample-efficiency metric: D4RL's REF_MAX_SCORE
 # (Fu et al. 2020, d4rl/infos.py), the returns of its SAC expert policies on the v2 tasks.
 REFERENCE_RETURNS = {
@@ -34,8 +44,8 @@ PERTURBATIONS = {"mass x0.8": (0.8, 1.0), "mass x1.2": (1.2, 1.0),
                  "friction x0.7": (1.0, 0.7), "friction x1.3": (1.0, 1.3)}  # fmt: skip
 CGRPO_POLICIES, CGRPO_STEPS = 2, 2048
 # CGRPO settings that differ from the defaults per task, the ones this project recommends and
-# tests; none at present (Arm7Reach needed some before its fingertip-step actions). PPO and
-# SAC always run SB3's defaults.
+# tests; none at present (Arm7Reach needed some before its fingertip-step actions). `ppo` and
+# `sac` always run SB3's defaults; `ppo-tuned` and `trpo` the zoo's (config/baselines/).
 CGRPO_TASK_OVERRIDES: dict[str, dict[str, Any]] = {}
 
 
@@ -48,6 +58,7 @@ class RunSpec:
     eval_episodes: int = 100
     perturbed_episodes: int = 10
     cgrpo_steps_per_iteration: int = CGRPO_STEPS
+    quick: bool = False  # ppo-tuned/trpo: the file's `quick` entries (not from the zoo)
 
     def path(self, out: Path) -> Path:
         # "cgrpo_ros/Arm7Reach-v0" must stay one directory level (load_results globs */*/).
@@ -76,6 +87,8 @@ class RunResult:
     # Fraction of the eval_episodes that ended in info["is_success"]; None when the task
     # reports no success (the locomotion tasks).
     success_rate: float | None = None
+    # ppo-tuned/trpo: the entry of config/baselines/sb3_zoo.yaml the run used, and its source.
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
 
 
 def make_perturbed_env(task: str, mass_scale: float, friction_scale: float) -> Any:
@@ -182,6 +195,125 @@ def run_sb3(spec: RunSpec) -> tuple[Any, list[Any], int]:
     return act, curve, int(model.num_timesteps)
 
 
+def find_zoo_file() -> Path:
+    """config/baselines/sb3_zoo.yaml in the source tree, an ament install or a pip install."""
+    import sys
+
+    candidates = [Path(__file__).resolve().parents[1] / "config" / ZOO_FILE]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("cgrpo_ros")) / "config" / ZOO_FILE)
+    except (ImportError, KeyError, OSError, ValueError):
+        pass  # no ament index: a pip install
+    candidates.append(Path(sys.prefix) / "share" / "cgrpo_ros" / "config" / ZOO_FILE)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ValueError(f"{ZOO_FILE} not found (tried {', '.join(map(str, candidates))})")
+
+
+def zoo_hyperparameters(method: str, task: str, quick: bool = False) -> dict[str, Any]:
+    """The entry of config/baselines/sb3_zoo.yaml for `method` on `task`, as written there
+    (policy_kwargs.activation_fn still a name; see `zoo_model_kwargs`), plus its `source`.
+
+    quick=True reads the file's `quick` entries (tiny settings for `--quick`, not the zoo's).
+    """
+    import yaml
+
+    if method not in ZOO_METHODS:
+        raise ValueError(f"method {method!r} has no zoo hyperparameters (only {ZOO_METHODS})")
+    path = find_zoo_file()
+    data = yaml.safe_load(path.read_text())
+    section = "quick" if quick else "tasks"
+    entries = data[method].get(section) or {}
+    if task not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise ValueError(
+            f"method {method!r} has no hyperparameters for task {task!r} in {path} "
+            f"({section}); tasks with an entry: {known}"
+        )
+    entry = dict(entries[task])
+    activation = entry.get("policy_kwargs", {}).get("activation_fn")
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(
+            f"{path}: {method} {task} policy_kwargs.activation_fn={activation!r} is not one of "
+            f"{', '.join(ACTIVATIONS)}"
+        )
+    return {**entry, "source": data[method]["source"]}
+
+
+def zoo_model_kwargs(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """Constructor keyword arguments of the algorithm: the entry without the zoo's experiment
+    keys, with policy_kwargs.activation_fn mapped from its name to the torch.nn class."""
+    from torch import nn
+
+    classes = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
+    skip = (*ZOO_EXPERIMENT_KEYS, "source")
+    kwargs = {k: v for k, v in hyperparameters.items() if k not in skip}
+    if "policy_kwargs" in kwargs:
+        policy_kwargs = dict(kwargs["policy_kwargs"])
+        if "activation_fn" in policy_kwargs:
+            policy_kwargs["activation_fn"] = classes[policy_kwargs["activation_fn"]]
+        kwargs["policy_kwargs"] = policy_kwargs
+    return kwargs
+
+
+def train_sb3_zoo(spec: RunSpec) -> tuple[Any, Any, list[tuple[int, float]]]:
+    """Train ppo-tuned or trpo with the zoo's settings: `n_envs` Monitor-wrapped copies of the
+    task in a DummyVecEnv, under VecNormalize (observations and rewards) when the entry says
+    `normalize`. Returns the model, its VecNormalize (None without normalize) and the curve:
+    (env steps, mean of the last 10 finished training episodes' raw returns, all envs)."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from cgrpo_ros.training import make_env
+
+    hyperparameters = zoo_hyperparameters(spec.method, spec.task, spec.quick)
+    n_envs = int(hyperparameters.get("n_envs", 1))
+    venv: Any = DummyVecEnv([lambda: Monitor(make_env(spec.task)) for _ in range(n_envs)])
+    vec_normalize = None
+    if hyperparameters.get("normalize", False):
+        # The zoo passes the entry's gamma to VecNormalize (its reward-return discount).
+        venv = vec_normalize = VecNormalize(venv, gamma=hyperparameters.get("gamma", 0.99))
+    if spec.method == "trpo":
+        from sb3_contrib import TRPO
+
+        algo_class: Any = TRPO
+    else:
+        algo_class = PPO
+    model = algo_class(
+        "MlpPolicy", venv, seed=spec.seed, device="cpu", verbose=0,
+        **zoo_model_kwargs(hyperparameters),
+    )  # fmt: skip
+    returns: list[float] = []
+    curve: list[tuple[int, float]] = []
+
+    class RecordReturns(BaseCallback):
+        def _on_step(self) -> bool:
+            # Monitor sits below VecNormalize: info["episode"]["r"] is the raw return.
+            for info in self.locals.get("infos", []):
+                if "episode" in info:
+                    returns.append(float(info["episode"]["r"]))
+                    curve.append((self.num_timesteps, float(np.mean(returns[-10:]))))
+            return True
+
+    model.learn(total_timesteps=spec.budget_steps, callback=RecordReturns())
+    return model, vec_normalize, curve
+
+
+def frozen_act(model: Any, vec_normalize: Any) -> Any:
+    """Deterministic action for one raw observation, normalised with the training statistics
+    frozen (no update of obs_rms/ret_rms, no reward normalisation) as the zoo evaluates."""
+    if vec_normalize is None:
+        return lambda obs: model.predict(obs, deterministic=True)[0]
+    vec_normalize.training = False
+    vec_normalize.norm_reward = False
+    return lambda obs: model.predict(vec_normalize.normalize_obs(obs), deterministic=True)[0]
+
+
 def run_one(spec: RunSpec, out: Path) -> Path:
     """Train one method on one task and seed, evaluate it, write its JSON file."""
     import torch
@@ -194,10 +326,15 @@ def run_one(spec: RunSpec, out: Path) -> Path:
     torch.set_num_threads(1)
     started = time.perf_counter()
     per_policy: list[list[Any]] = []
+    hyperparameters: dict[str, Any] = {}
     if spec.method.startswith("cgrpo-"):
         act, curve, per_policy, env_steps = run_cgrpo(spec, out)
     elif spec.method in ("ppo", "sac"):
         act, curve, env_steps = run_sb3(spec)
+    elif spec.method in ZOO_METHODS:
+        hyperparameters = zoo_hyperparameters(spec.method, spec.task, spec.quick)
+        model, vec_normalize, curve = train_sb3_zoo(spec)
+        act, env_steps = frozen_act(model, vec_normalize), int(model.num_timesteps)
     else:
         raise ValueError(f"method={spec.method!r} is not one of {METHODS}")
     wall_s = time.perf_counter() - started
@@ -216,6 +353,7 @@ def run_one(spec: RunSpec, out: Path) -> Path:
         success_rate=(
             None if evaluation["successes"] is None else float(np.mean(evaluation["successes"]))
         ),
+        hyperparameters=hyperparameters,
     )  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -265,12 +403,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.quick:
         args.tasks, args.budget, args.eval_episodes = ["InvertedPendulum-v5"], 4096, 3
         steps = 512
+    perturbed_episodes = max(1, args.eval_episodes // 10)
     specs = [
-        RunSpec(m, t, s, args.budget, args.eval_episodes, max(1, args.eval_episodes // 10), steps)
+        RunSpec(m, t, s, args.budget, args.eval_episodes, perturbed_episodes, steps, args.quick)
         for t in args.tasks
         for s in args.seeds
         for m in args.methods
     ]
+    for spec in specs:  # a task without zoo hyperparameters fails now, not after other runs
+        if spec.method in ZOO_METHODS:
+            zoo_hyperparameters(spec.method, spec.task, spec.quick)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for path in pool.map(run_one, specs, [args.out] * len(specs)):
             print(f"done: {path}", flush=True)

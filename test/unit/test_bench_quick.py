@@ -5,7 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cgrpo_ros.bench import RunSpec, steps_to_fraction
+import numpy as np
+import pytest
+
+from cgrpo_ros.bench import (
+    RunSpec,
+    evaluate_policy,
+    frozen_act,
+    steps_to_fraction,
+    train_sb3_zoo,
+    zoo_hyperparameters,
+    zoo_model_kwargs,
+)
 from cgrpo_ros.cli import main as cgrpo_main
 
 
@@ -19,15 +30,18 @@ def test_steps_to_90pct_is_the_first_crossing() -> None:
 def test_quick_bench_writes_one_file_per_run_and_resumes(tmp_path: Path) -> None:
     out, docs = tmp_path / "out", tmp_path / "docs"
     docs.mkdir()
-    argv = ["bench", "--quick", "--methods", "cgrpo-simple", "ppo", "--seeds", "0",
-            "--out", str(out)]  # fmt: skip
+    methods = ["cgrpo-simple", "ppo", "ppo-tuned", "trpo"]
+    argv = ["bench", "--quick", "--methods", *methods, "--seeds", "0", "--out", str(out)]
     assert cgrpo_main(argv) == 0
     files = sorted(out.glob("*/*/seed*.json"))
-    assert [f.parent.name for f in files] == ["cgrpo-simple", "ppo"]
+    assert [f.parent.name for f in files] == methods
     for path in files:
         result = json.loads(path.read_text())
         assert result["env_steps"] == result["budget_steps"] == 4096  # budgets are equal
         assert len(result["perturbed_returns"]) == 4 and result["curve"]
+        if result["method"] in ("ppo-tuned", "trpo"):  # the quick entry, not the zoo's
+            assert result["hyperparameters"]["zoo_entry"] is None
+            assert result["hyperparameters"]["normalize"] is True
     mtimes = [f.stat().st_mtime_ns for f in files]
     assert cgrpo_main(argv) == 0  # finished runs are skipped, not repeated
     assert [f.stat().st_mtime_ns for f in files] == mtimes
@@ -36,11 +50,72 @@ def test_quick_bench_writes_one_file_per_run_and_resumes(tmp_path: Path) -> None
     rows = json.loads((docs / "results.json").read_text())
     required = {"method", "task", "seed", "budget_steps", "final_return", "steps_to_90pct",
                 "wall_s", "perturbed_ratio"}  # fmt: skip
-    assert len(rows) == 2 and all(required <= set(row) for row in rows)
+    assert len(rows) == 4 and all(required <= set(row) for row in rows)
     assert (docs / "figures" / "learning_curves.png").exists()
     assert (docs / "figures" / "per_policy_curves.png").exists()  # the paper's Figure 1
 
 
 def test_bench_refuses_unknown_methods(tmp_path: Path) -> None:
-    assert cgrpo_main(["bench", "--methods", "trpo", "--out", str(tmp_path)]) == 2
+    assert cgrpo_main(["bench", "--methods", "td3", "--out", str(tmp_path)]) == 2
     assert RunSpec("ppo", "Hopper-v5", 1, 300_000).path(tmp_path).name == "seed1-300000.json"
+
+
+def test_zoo_hyperparameters_are_the_zoo_values() -> None:
+    """config/baselines/sb3_zoo.yaml against rl-baselines3-zoo's ppo.yml (HalfCheetah-v4) and
+    trpo.yml (HalfCheetah-v3)."""
+    from torch import nn
+
+    ppo = zoo_hyperparameters("ppo-tuned", "HalfCheetah-v5")
+    assert ppo["zoo_entry"] == "HalfCheetah-v4" and ppo["normalize"] is True
+    assert (ppo["n_envs"], ppo["n_steps"], ppo["batch_size"], ppo["n_epochs"]) == (1, 512, 64, 20)
+    assert (ppo["gamma"], ppo["gae_lambda"], ppo["clip_range"]) == (0.98, 0.92, 0.1)
+    assert ppo["learning_rate"] == 2.0633e-05 and ppo["ent_coef"] == 0.000401762
+    assert (ppo["max_grad_norm"], ppo["vf_coef"]) == (0.8, 0.58096)
+    kwargs = zoo_model_kwargs(ppo)
+    assert not {"zoo_entry", "normalize", "n_envs", "n_timesteps", "source"} & set(kwargs)
+    assert kwargs["policy_kwargs"] == {
+        "log_std_init": -2, "ortho_init": False, "activation_fn": nn.ReLU,
+        "net_arch": {"pi": [256, 256], "vf": [256, 256]},
+    }  # fmt: skip
+    assert "208b6fdf3a9aa24de44b2e068c6e5f6a07d97fcc" in ppo["source"]
+    assert zoo_hyperparameters("ppo-tuned", "Ant-v5").keys() == {
+        "zoo_entry", "normalize", "n_timesteps", "source"}  # fmt: skip
+    trpo = zoo_hyperparameters("trpo", "HalfCheetah-v5")
+    assert (trpo["n_envs"], trpo["n_steps"], trpo["batch_size"]) == (2, 1024, 128)
+    assert trpo["learning_rate"] == 1e-3 and trpo["target_kl"] == 0.04
+    assert (trpo["cg_max_steps"], trpo["cg_damping"], trpo["n_critic_updates"]) == (25, 0.1, 20)
+    assert "target_kl" not in zoo_hyperparameters("trpo", "Hopper-v5")
+
+
+def test_tuned_method_without_an_entry_for_the_task_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ValueError, match=r"'trpo'.*'Swimmer-v5'.*Ant-v5, HalfCheetah-v5"):
+        zoo_hyperparameters("trpo", "Swimmer-v5")
+    argv = ["bench", "--methods", "ppo", "ppo-tuned", "--tasks", "Swimmer-v5", "--out",
+            str(tmp_path)]  # fmt: skip
+    assert cgrpo_main(argv) == 2  # before any run starts
+    assert "'ppo-tuned' has no hyperparameters for task 'Swimmer-v5'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="InvertedPendulum-v5"):  # its entry is quick-only
+        zoo_hyperparameters("ppo-tuned", "InvertedPendulum-v5")
+
+
+def test_evaluation_normalises_with_frozen_statistics() -> None:
+    spec = RunSpec("ppo-tuned", "InvertedPendulum-v5", 0, 512, quick=True)
+    model, vec_normalize, curve = train_sb3_zoo(spec)
+    assert model.num_timesteps == 512 and curve
+    stats = [vec_normalize.obs_rms.mean.copy(), vec_normalize.obs_rms.var.copy(),
+             vec_normalize.ret_rms.var.copy()]  # fmt: skip
+    count = vec_normalize.obs_rms.count
+    act = frozen_act(model, vec_normalize)
+    evaluate_policy(act, spec.task, episodes=2, seed=10_000)
+    assert vec_normalize.training is False and vec_normalize.norm_reward is False
+    assert vec_normalize.obs_rms.count == count
+    after = [vec_normalize.obs_rms.mean, vec_normalize.obs_rms.var, vec_normalize.ret_rms.var]
+    for before, now in zip(stats, after, strict=True):
+        np.testing.assert_array_equal(before, now)
+    obs = np.array([0.05, -0.02, 0.3, -0.1])  # a raw observation
+    rms = vec_normalize.obs_rms
+    expected = np.clip((obs - rms.mean) / np.sqrt(rms.var + vec_normalize.epsilon), -10, 10)
+    np.testing.assert_array_equal(act(obs), model.predict(expected, deterministic=True)[0])

@@ -1,0 +1,50 @@
+"""Cost per environment step of stable-baselines3 SAC at its defaults, on one thread.
+
+SAC takes one gradient step (a 256x256 actor and two critics) per env step once
+`learning_starts` steps are collected; this times `--steps` steps after that point, the
+regime a whole run is spent in (docs/benchmarks.md, "cgrpo bench baselines").
+
+    .venv/bin/python benchmarks/sac_cost.py --task HalfCheetah-v5 --steps 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", default="HalfCheetah-v5")
+    parser.add_argument("--steps", type=int, default=3000, help="steps timed after learning_starts")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import torch
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from cgrpo_ros.training import make_env
+
+    torch.set_num_threads(1)
+    model = SAC("MlpPolicy", make_env(args.task), seed=args.seed, device="cpu", verbose=0)
+    start = model.learning_starts
+    marks: dict[str, float] = {}
+
+    class Clock(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps == start:
+                marks["t0"] = time.perf_counter()
+            return True
+
+    model.learn(total_timesteps=start + args.steps, callback=Clock())
+    elapsed = time.perf_counter() - marks["t0"]
+    print(
+        f"{args.task}: SAC (SB3 defaults, learning_starts={start}), {args.steps} steps after "
+        f"learning_starts in {elapsed:.1f} s: {elapsed / args.steps * 1e3:.1f} ms per env step, "
+        f"{args.steps / elapsed:.0f} env steps/s, one thread"
+    )
+
+
+if __name__ == "__main__":
+    main()
