@@ -24,7 +24,7 @@ from cgrpo_ros.core.cgrpo import CGRPO, IterationMetrics
 from cgrpo_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.core.onnx_export import OnnxPolicy, PolicyMetadata, export_policy_onnx
-from cgrpo_ros.core.rollout import RolloutCollector
+from cgrpo_ros.core.rollout import GroupRolloutCollector, GroupSettings, RolloutCollector
 from cgrpo_ros.run_logging import RunLogger, prepare_run_dir, versions, write_summary
 from cgrpo_ros.tasks import is_goal_task, make_goal_env
 
@@ -225,8 +225,13 @@ class TrainingSession:
             config_hash=self.config.config_hash(),
             obs_layout_version=self.task.obs_layout_version,
             action_mode=self.task.action_mode,
-            extra=self.task.metadata_extra(),
+            extra={**self.task.metadata_extra(), **self.rollout_metadata()},
         )
+
+    def rollout_metadata(self) -> dict[str, str]:
+        """How workers must collect for this run (same-state groups), from the config."""
+        groups = GroupSettings.from_config(self.config)
+        return groups.to_metadata() if groups is not None else {}
 
     def policy_artifact(self, policy_id: int) -> bytes:
         """The current version of policy i as ONNX bytes (what workers and robots run)."""
@@ -358,6 +363,19 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) and value > -1e299 else None
 
 
+def make_collector(
+    env_id: str, groups: GroupSettings | None, seed: int
+) -> RolloutCollector | GroupRolloutCollector:
+    """The rollout of one policy: plain, or same-state groups (a simulator only)."""
+    env = make_env(env_id)
+    if groups is None:
+        return RolloutCollector(env, seed=seed)
+    from sim_bridge.sim_state import MujocoSnapshotter, check_snapshot_support
+
+    check_snapshot_support(env)
+    return GroupRolloutCollector(env, seed, settings=groups, snapshotter=MujocoSnapshotter())
+
+
 def train_single_process(
     *,
     env_id: str,
@@ -385,17 +403,23 @@ def train_single_process(
     n = session.config.num_policies
     seed = session.config.seed
     collectors = [
-        RolloutCollector(make_env(env_id), seed=seed * 1000 + i + session.iteration * n)
+        make_collector(
+            env_id,
+            GroupSettings.from_config(session.config),
+            seed * 1000 + i + session.iteration * n,
+        )
         for i in range(n)
     ]
     rngs = [np.random.default_rng([seed, i, session.iteration]) for i in range(n)]
     while session.iteration < iterations:
         batches = []
-        for i in range(n):
+        for i, collector in enumerate(collectors):
             runner = OnnxPolicy(session.policy_artifact(i))
-            batches.append(
-                collectors[i].collect(partial(runner.sample, rng=rngs[i]), steps_per_iteration)
-            )
+            if isinstance(collector, GroupRolloutCollector):
+                batch = collector.collect(runner.action_mean, runner.log_std, steps_per_iteration)
+            else:
+                batch = collector.collect(partial(runner.sample, rng=rngs[i]), steps_per_iteration)
+            batches.append(batch)
         metrics = session.update(batches, [c.episode_successes for c in collectors])
         if progress is not None:
             progress(session.iteration, metrics, session)

@@ -7,7 +7,8 @@ Trajectories and policies travel as `std_msgs/UInt8MultiArray` frames:
 The header is UTF-8 JSON (a flat dict of scalars, padded with spaces so that the payload starts
 8-byte aligned); the payload is raw little-endian arrays. Metrics are JSON in `std_msgs/String`.
 Version 2 added the per-episode success flags of trajectory frames (`reports_success`,
-`episode_successes`); a decoder accepts only its own version.
+`episode_successes`); version 3 the same-state group of every step (`has_groups`,
+`branch_group`); a decoder accepts only its own version.
 
 Frames come from the network, so decoding treats them as untrusted: every problem raises
 `WireFormatError` naming the field, its value and what is allowed, sizes are checked against
@@ -30,7 +31,7 @@ import numpy.typing as npt
 
 from cgrpo_ros.core.buffers import RolloutBatch
 
-FORMAT_VERSION = 2  # 2: trajectory frames carry per-episode success flags
+FORMAT_VERSION = 3  # 2: per-episode success flags; 3: same-state group ids (branch_group)
 TRAJECTORY_MAGIC = b"CGRT"
 POLICY_MAGIC = b"CGRP"
 _PREFIX = struct.Struct("<4sHI")  # magic, format version, header length
@@ -62,6 +63,9 @@ _TRAJECTORY_FIELDS: _Spec = {
     # 1: the task reports success and `episode_successes` holds one flag per episode;
     # 0: it does not (locomotion), and that section is all zeros.
     "reports_success": (int, 0, 1),
+    # 1: the batch comes from same-state groups and `branch_group` holds each step's branch
+    # point (0..num_steps-1); 0: a plain rollout, and that section is all -1.
+    "has_groups": (int, 0, 1),
 }
 _POLICY_FIELDS: _Spec = {
     "policy_id": (int, 0, MAX_POLICIES - 1),
@@ -213,7 +217,11 @@ _BATCH_SECTIONS = (
     ("episode_returns", "<f8", np.float64, ("num_episodes",)),
     ("episode_lengths", "<i8", np.int64, ("num_episodes",)),
 )
-_SECTIONS = (*_BATCH_SECTIONS, ("episode_successes", "u1", np.bool_, ("num_episodes",)))
+_SECTIONS = (
+    *_BATCH_SECTIONS,
+    ("episode_successes", "u1", np.bool_, ("num_episodes",)),
+    ("branch_group", "<i8", np.int64, ("num_steps",)),
+)
 _BATCH_FIELDS = tuple(name for name, *_ in _BATCH_SECTIONS)
 
 
@@ -222,7 +230,7 @@ def _section_sizes(h: Mapping[str, int]) -> list[tuple[str, np.dtype[Any], tuple
 
 
 def _check_arrays(
-    arrays: Mapping[str, npt.NDArray[Any]], num_steps: int, reports_success: int
+    arrays: Mapping[str, npt.NDArray[Any]], num_steps: int, reports_success: int, has_groups: int
 ) -> None:
     """Value checks shared by encoder and decoder, so a bad batch fails at its source."""
     for name in ("obs", "actions", "rewards", "episode_returns"):
@@ -242,6 +250,16 @@ def _check_arrays(
         raise WireFormatError(
             f"trajectory episode_successes[{i}] is {arrays['episode_successes'][i]}; allowed: "
             "0 when reports_success is 0 (the task reports no success)"
+        )
+    groups = arrays["branch_group"]
+    low = 0 if has_groups else -1
+    high = num_steps - 1 if has_groups else -1
+    bad_group = (groups < low) | (groups > high)
+    if bad_group.any():
+        i = int(np.argmax(bad_group))
+        raise WireFormatError(
+            f"trajectory branch_group[{i}] is {groups[i]}; allowed: {low}..{high} when "
+            f"has_groups is {has_groups}"
         )
     lengths = arrays["episode_lengths"]
     if lengths.size and not ((lengths >= 1) & (lengths <= MAX_EPISODE_LENGTH)).all():
@@ -322,10 +340,16 @@ def encode_trajectory(
         obs_dim=int(obs.shape[1]), act_dim=int(actions.shape[1]), num_steps=int(obs.shape[0]),
         num_episodes=int(np.shape(batch.episode_returns)[0]), task=task,
         reports_success=int(episode_successes is not None),
+        has_groups=int(batch.branch_group is not None),
     )  # fmt: skip
     _check_fields(header, _TRAJECTORY_FIELDS, "trajectory")
     values = {name: getattr(batch, name) for name in _BATCH_FIELDS}
     values["episode_successes"] = _success_flags(episode_successes, header["num_episodes"])
+    values["branch_group"] = (
+        batch.branch_group
+        if batch.branch_group is not None
+        else np.full(header["num_steps"], -1, np.int64)
+    )
     for name, _, shape in _section_sizes(header):
         if np.shape(values[name]) != shape:
             raise WireFormatError(
@@ -335,7 +359,7 @@ def encode_trajectory(
         name: np.ascontiguousarray(values[name], dtype=dtype)
         for name, dtype, _ in _section_sizes(header)
     }
-    _check_arrays(arrays, header["num_steps"], header["reports_success"])
+    _check_arrays(arrays, header["num_steps"], header["reports_success"], header["has_groups"])
     return _frame(TRAJECTORY_MAGIC, header, [a.tobytes() for a in arrays.values()])
 
 
@@ -358,9 +382,11 @@ def decode_trajectory(data: FrameData) -> DecodedTrajectory:
     for name, dtype, shape in sections:  # views into the frame: no copy until astype below
         arrays[name] = np.frombuffer(payload, dtype, math.prod(shape), offset).reshape(shape)
         offset += arrays[name].nbytes
-    _check_arrays(arrays, header["num_steps"], header["reports_success"])
+    _check_arrays(arrays, header["num_steps"], header["reports_success"], header["has_groups"])
     # astype copies: the batch owns writable arrays in native byte order.
     copies: dict[str, Any] = {name: arrays[name].astype(t) for name, _, t, _ in _BATCH_SECTIONS}
+    if header["has_groups"]:
+        copies["branch_group"] = arrays["branch_group"].astype(np.int64)
     batch = RolloutBatch(**copies)
     successes = (
         arrays["episode_successes"].astype(bool).tolist() if header["reports_success"] else None

@@ -6,6 +6,7 @@ rollout worker use, so a policy trained here deploys on the node stack unchanged
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,16 @@ class Arm7ReachEnv(gymnasium.Env[Float32Array, Float32Array]):
         reward = self.task.reward(q_before, q, self.goal)
         truncated = self._steps >= self.robot.reach.episode_steps
         return self._obs(), reward, False, truncated, self._info()
+
+    def snapshot_extra(self) -> dict[str, Any]:
+        """The env's Python state beside the physics and `goal` (sim_bridge/sim_state.py): the
+        episode step counter and the rate limiter, whose last command the next action starts
+        from."""
+        return {"steps": self._steps, "limiter": copy.deepcopy(self.limiter)}
+
+    def restore_extra(self, extra: dict[str, Any]) -> None:
+        self._steps = int(extra["steps"])
+        self.limiter = copy.deepcopy(extra["limiter"])
 
     def rest_action(self) -> Float32Array:
         """The action that holds the arm still (where untrained policies start, TaskSpec)."""

@@ -193,3 +193,87 @@ def adaptive_clip_epsilon(
     """
     ratio = group_std / global_std if global_std > 0 else 1.0
     return float(min(epsilon_base * max(1.0, ratio), max_epsilon))
+
+
+def branch_depths(dones: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Steps since the start of each segment (segments end where `dones` is True)."""
+    depth = np.zeros(len(dones), dtype=np.int64)
+    for t in range(1, len(dones)):
+        depth[t] = 0 if dones[t - 1] else depth[t - 1] + 1
+    return depth
+
+
+def same_state_group_advantages(
+    returns: F64,
+    dones: npt.NDArray[np.bool_],
+    branch_group: npt.NDArray[np.int64],
+    *,
+    credit: str,
+    scale: str,
+    delta: float,
+) -> F64:
+    """Group-relative advantages of same-state groups (GroupRolloutCollector, our addition).
+
+    The G branches of one branch point start in the very same simulator state. For the step
+    at depth d of branch g, the group is the branches of the same point still running at
+    depth d, and (GRPO's group-relative advantage)
+
+        A = (G_g,d - mean_g' G_g',d) / (std_g' G_g',d + delta)     scale="std"
+        A =  G_g,d - mean_g' G_g',d                                 scale="none"
+
+    At d = 0 the baseline is exactly the mean return of the policy from that state. With
+    credit="first_action" only d = 0 steps get an advantage (the rest are 0: they were paid
+    for to measure the first action's return). A step whose group has a single running
+    branch, or that belongs to no group (branch_group -1), gets 0: nothing to compare with.
+    """
+    if credit not in ("all_steps", "first_action"):
+        raise ValueError(f"credit={credit!r} is not one of 'all_steps', 'first_action'")
+    if scale not in ("std", "none"):
+        raise ValueError(f"scale={scale!r} is not one of 'std', 'none'")
+    advantages = np.zeros(len(returns), dtype=np.float64)
+    depth = branch_depths(dones)
+    grouped = branch_group >= 0
+    if credit == "first_action":
+        grouped &= depth == 0
+    if not grouped.any():
+        return advantages
+    # One key per (branch point, depth): the members of a comparison.
+    keys = branch_group[grouped] * (int(depth.max()) + 1) + depth[grouped]
+    _, key_index = np.unique(keys, return_inverse=True)
+    values = returns[grouped]
+    count = np.bincount(key_index).astype(np.float64)
+    mean = np.bincount(key_index, weights=values) / count
+    centred = values - mean[key_index]
+    result = centred
+    if scale == "std":
+        std = np.sqrt(np.bincount(key_index, weights=centred**2) / count)
+        result = centred / (std[key_index] + delta)
+    advantages[grouped] = np.where(count[key_index] >= 2, result, 0.0)
+    return advantages
+
+
+def linear_feature_baseline(
+    states: npt.NDArray[np.floating],
+    steps: npt.NDArray[np.int64],
+    returns: F64,
+    ridge: float = 1e-5,
+) -> F64:
+    """b(s_t) fitted by ridge regression of G_t on [s, s^2, t, t^2, t^3, 1] (our option).
+
+    The linear feature baseline of Duan et al. (2016, rllab's LinearFeatureBaseline): states
+    clipped to [-10, 10], t = steps since the segment began / 100. Fitted on this batch and
+    used on it; with ~2 x obs_dim + 4 weights against thousands of steps the fit has little
+    room to absorb the actions' effect. The ridge term grows tenfold until the system solves.
+    """
+    x = np.clip(np.asarray(states, dtype=np.float64), -10.0, 10.0)
+    t = np.asarray(steps, dtype=np.float64)[:, None] / 100.0
+    features = np.hstack([x, x**2, t, t**2, t**3, np.ones_like(t)])
+    gram = features.T @ features
+    target = features.T @ returns
+    identity = np.eye(gram.shape[0])
+    for _ in range(5):
+        weights = np.linalg.lstsq(gram + ridge * identity, target, rcond=None)[0]
+        if np.all(np.isfinite(weights)):
+            break
+        ridge *= 10.0
+    return np.asarray(features @ weights, dtype=np.float64)

@@ -15,7 +15,8 @@ class RolloutBatch(NamedTuple):
     """T consecutive steps of one policy, possibly spanning several episodes.
 
     `dones[t]` is True where an episode ended after step t (terminated or truncated by a
-    time limit); `terminated[t]` only where it ended in a terminal state. The last step of a
+    time limit) or, with same-state groups, where a branch ended; `terminated[t]` only where it
+    ended in a terminal state. The last step of a
     batch is treated as the end of a (truncated) segment whether or not `dones` says so.
     """
 
@@ -26,6 +27,9 @@ class RolloutBatch(NamedTuple):
     terminated: BoolArray  # [T]
     episode_returns: npt.NDArray[np.float64]  # [E] undiscounted returns of finished episodes
     episode_lengths: npt.NDArray[np.int64]  # [E]
+    # [T] same-state groups (GroupRolloutCollector): the branch point each step belongs to;
+    # None for plain rollouts. Branch segments end where `dones` is True.
+    branch_group: npt.NDArray[np.int64] | None = None
 
     @property
     def num_steps(self) -> int:

@@ -17,9 +17,12 @@ import torch
 
 from cgrpo_ros.core.advantages import (
     adaptive_clip_epsilon,
+    branch_depths,
     group_normalized_advantages,
     horizon_normalized_returns,
+    linear_feature_baseline,
     return_to_go,
+    same_state_group_advantages,
     state_aware_advantages,
     state_clusters,
 )
@@ -155,7 +158,17 @@ class CGRPO:
             ]
         all_returns = np.concatenate(returns)
         started = time.perf_counter()
-        if cfg.use_state_clusters:
+        grouped = [b.branch_group is not None for b in batches]
+        if any(grouped) and not all(grouped):
+            raise ValueError(
+                f"batches with same-state groups: {grouped}; all or none of the policies' "
+                "batches must come from a GroupRolloutCollector"
+            )
+        if all(grouped):
+            # Same-state groups: the baseline of a step is its sibling branches (no DBSCAN).
+            labels = np.zeros(len(all_returns), dtype=np.int64)
+            metrics.num_state_clusters = 0
+        elif cfg.use_state_clusters and not cfg.linear_baseline:
             clusters = state_clusters(
                 np.concatenate([b.obs for b in batches]),
                 eps=cfg.dbscan_eps,
@@ -173,9 +186,27 @@ class CGRPO:
             labels = np.zeros(len(all_returns), dtype=np.int64)  # one cluster: batch mean
             metrics.num_state_clusters = 1
         metrics.dbscan_seconds = time.perf_counter() - started
-        all_advantages = state_aware_advantages(all_returns, labels)
         splits = np.cumsum([b.num_steps for b in batches])[:-1]
-        advantages = np.split(all_advantages, splits)
+        if all(grouped):
+            advantages = [
+                same_state_group_advantages(
+                    g,
+                    b.dones,
+                    b.branch_group,
+                    credit=cfg.group_credit,
+                    scale=cfg.group_scale,
+                    delta=cfg.advantage_delta,
+                )
+                for g, b in zip(returns, batches, strict=True)
+                if b.branch_group is not None
+            ]
+        elif cfg.linear_baseline:
+            all_obs = np.concatenate([b.obs for b in batches])
+            all_depth = np.concatenate([branch_depths(b.dones) for b in batches])
+            baseline = linear_feature_baseline(all_obs, all_depth, all_returns)
+            advantages = np.split(all_returns - baseline, splits)
+        else:
+            advantages = np.split(state_aware_advantages(all_returns, labels), splits)
 
         # Lines 22-26 and 29: group normalisation (Eq. 8) and adaptive clipping (Eq. 9).
         norm = group_normalized_advantages(advantages, groups, cfg.advantage_delta)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Variant = Literal["full", "simple"]
+GroupCredit = Literal["all_steps", "first_action"]
+GroupScale = Literal["std", "none"]
 
 
 class ConfigError(ValueError):
@@ -81,6 +83,20 @@ class CGRPOConfig:
     """Cluster states on this many principal components (None: all state dimensions)."""
     dbscan_max_points: int = 8192
     """States beyond this are subsampled for fitting DBSCAN; the rest join the nearest core."""
+    linear_baseline: bool = False
+    """Baseline = linear regression of the return on state features (Duan et al. 2016)
+    instead of the Eq. 6 cluster mean; see docs/algorithm.md."""
+    group_size: int = 0
+    """G of same-state groups: branches rolled out from each saved simulator state (0: off,
+    the paper's plain rollouts). Needs a simulator (docs/algorithm.md)."""
+    group_horizon: int = 64
+    """H: steps of each branch of a same-state group."""
+    group_common_noise: bool = False
+    """Branches of a group share their action noise after the first step."""
+    group_credit: GroupCredit = "all_steps"
+    """Which branch steps get a group-relative advantage: every depth, or the first only."""
+    group_scale: GroupScale = "std"
+    """Group-relative advantage divided by the group's std (GRPO) or only centred ('none')."""
     smoothness_coef: float = 0.01
     """lambda_s of Eq. 10 (0 disables)."""
     diversity_coef: float = 0.01
@@ -133,6 +149,18 @@ class CGRPOConfig:
         if self.dbscan_project_dims is not None:
             _check_int("dbscan_project_dims", self.dbscan_project_dims, 1, 4096)
         _check_int("dbscan_max_points", self.dbscan_max_points, 16, 1_000_000)
+        _check_int("group_size", self.group_size, 0, 1024)
+        if self.group_size == 1:
+            raise ConfigError(
+                "group_size=1 is not allowed: 0 (off) or >= 2 (a group needs two branches)"
+            )
+        _check_int("group_horizon", self.group_horizon, 1, 100_000)
+        for name, value, allowed in (
+            ("group_credit", self.group_credit, ("all_steps", "first_action")),
+            ("group_scale", self.group_scale, ("std", "none")),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
         _check_range("smoothness_coef", self.smoothness_coef, 0.0, 1e3)
         _check_range("diversity_coef", self.diversity_coef, 0.0, 1e3)
         _check_range("diversity_tau", self.diversity_tau, -1.0, 1.0)

@@ -210,6 +210,14 @@ class LearnerNode(Node):
                 "wrong_size",
                 f"(steps, obs_dim, act_dim) = {got} from {traj.worker_id!r}; want {want}",
             )
+        grouped = self.session.config.group_size > 0
+        if (b.branch_group is not None) != grouped:
+            return "wrong_rollout_mode", (
+                f"a {'same-state group' if b.branch_group is not None else 'plain'} batch from "
+                f"{traj.worker_id!r}; this run trains with "
+                f"{'same-state groups' if grouped else 'plain rollouts'} (group_size = "
+                f"{self.session.config.group_size})"
+            )
         version = self.waiting_version
         if traj.policy_version != version:
             kind = "stale" if traj.policy_version < version else "future_version"

@@ -30,7 +30,7 @@ from std_msgs.msg import String, UInt8MultiArray
 
 from cgrpo_ros.core.buffers import RolloutBatch
 from cgrpo_ros.core.policy_artifact import MAX_MODEL_BYTES, OnnxPolicy, PolicyArtifactError
-from cgrpo_ros.core.rollout import ActFn, RolloutCollector
+from cgrpo_ros.core.rollout import ActFn, GroupRolloutCollector, GroupSettings, RolloutCollector
 from cgrpo_ros.nodes.params import (
     BackgroundSpinner,
     ParameterError,
@@ -88,17 +88,33 @@ class GymBackend:
 
     def __init__(self, env_id: str, seed: int, num_policies: int) -> None:
         self.env_id, self.seed, self.num_policies = env_id, seed, num_policies
-        self.collectors: dict[int, RolloutCollector] = {}
+        self.collectors: dict[int, RolloutCollector | GroupRolloutCollector] = {}
 
-    def collect(self, policy_id: int, version: int, act: ActFn, steps: int) -> Collected:
-        from cgrpo_ros.training import make_env
+    def _collector(
+        self, policy_id: int, version: int, groups: GroupSettings | None
+    ) -> RolloutCollector | GroupRolloutCollector:
+        from cgrpo_ros.training import make_collector
 
         if policy_id not in self.collectors:
             # The single-process trainer's seeds, so one run is reproducible either way.
             env_seed = self.seed * 1000 + policy_id + version * self.num_policies
-            self.collectors[policy_id] = RolloutCollector(make_env(self.env_id), seed=env_seed)
-        collector = self.collectors[policy_id]
+            self.collectors[policy_id] = make_collector(self.env_id, groups, env_seed)
+        return self.collectors[policy_id]
+
+    def collect(self, policy_id: int, version: int, act: ActFn, steps: int) -> Collected:
+        collector = self._collector(policy_id, version, None)
+        assert isinstance(collector, RolloutCollector)
         batch = collector.collect(act, steps)
+        return batch, collector.episode_successes
+
+    def collect_groups(
+        self, policy_id: int, version: int, runner: OnnxPolicy, groups: GroupSettings, steps: int
+    ) -> Collected:
+        """Same-state groups (the learner's policy metadata asks for them): the simulator's
+        state is saved and restored, which only an in-process simulation allows."""
+        collector = self._collector(policy_id, version, groups)
+        assert isinstance(collector, GroupRolloutCollector)
+        batch = collector.collect(runner.action_mean, runner.log_std, steps)
         return batch, collector.episode_successes
 
     def close(self) -> None:
@@ -175,6 +191,11 @@ class RolloutWorkerNode(Node):
             self._reject("bad_model", str(err))
             return
         meta = runner.metadata
+        try:
+            GroupSettings.from_metadata(meta.extra)
+        except ValueError as err:
+            self._reject("bad_model", f"{source}: {err}")
+            return
         if (meta.policy_id, meta.policy_version) != (policy.policy_id, policy.policy_version):
             self._reject(
                 "mismatch",
@@ -285,10 +306,15 @@ def collection_loop(node: RolloutWorkerNode, backend: Any) -> None:
                 version, runner, serial = node.newest[policy_id]
                 node.acting[policy_id] = version
             check_task(runner, p["env_id"])
+            groups = GroupSettings.from_metadata(runner.metadata.extra)  # checked in on_policy
             rng = rngs.setdefault(policy_id, np.random.default_rng([p["seed"], policy_id, version]))
-            collected_batch = backend.collect(
-                policy_id, version, partial(runner.sample, rng=rng), steps
-            )
+            if groups is not None:
+                check_groups_supported(backend, p["backend"], groups)
+                collected_batch = backend.collect_groups(policy_id, version, runner, groups, steps)
+            else:
+                collected_batch = backend.collect(
+                    policy_id, version, partial(runner.sample, rng=rng), steps
+                )
             if collected_batch is None:  # stopped mid-batch (ros_robot)
                 return
             batch, successes = collected_batch
@@ -305,6 +331,17 @@ def check_task(runner: OnnxPolicy, env_id: str) -> None:
         raise ParameterError(
             f"parameter 'env_id' = {env_id!r}, but the learner trains task "
             f"{runner.metadata.task!r}; start both with the same env_id"
+        )
+
+
+def check_groups_supported(backend: Any, backend_name: str, groups: GroupSettings) -> None:
+    """Same-state groups restore a saved simulator state; a robot cannot be put back: exit 2."""
+    if not isinstance(backend, GymBackend):
+        raise ParameterError(
+            f"the learner asks for same-state groups (cgrpo.rollout_group_size = "
+            f"{groups.group_size}), which restore a saved simulator state; parameter 'backend' "
+            f"= {backend_name!r} drives a robot (real, or the sim_bridge as one), which cannot "
+            "be put back into a past state. Train with group_size 0, or use backend 'gymnasium'"
         )
 
 

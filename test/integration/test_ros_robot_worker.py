@@ -85,3 +85,33 @@ def test_ros_robot_worker_trains_on_the_sim_bridge(tmp_path: Path) -> None:
     with (run_dir / "metrics.csv").open() as f:
         column = [row["success_rate"] for row in csv.DictReader(f)]
     assert len(column) == 2 * 2 and all(0.0 <= float(x) <= 1.0 for x in column), column
+
+
+def test_ros_robot_worker_refuses_same_state_groups(tmp_path: Path) -> None:
+    """A robot cannot be put back into a saved state: the worker exits 2 and says why."""
+    env = isolated_ros_env()
+    learner = start_node_process(
+        node_argv(
+            "cgrpo_ros.nodes.learner",
+            "learner",
+            {
+                "iterations": 1,
+                "steps_per_iteration": 200,
+                "run_dir": str(tmp_path / "run"),
+                "cgrpo.group_size": 4,
+            },
+        ),
+        env,
+    )
+    worker = start_node_process(
+        node_argv("cgrpo_ros.nodes.rollout_worker", "rollout_worker_0", {}), env
+    )
+    try:
+        code = worker.wait(timeout=RUN_TIMEOUT_S)
+    finally:
+        stop_process(worker), stop_process(learner)
+    out = process_output(worker)
+    assert code == 2, out
+    assert "same-state groups (cgrpo.rollout_group_size = 4)" in out, out
+    assert "'backend' = 'ros_robot'" in out and "cannot be put back" in out, out
+    assert "Traceback" not in out, out

@@ -229,6 +229,38 @@ def test_learner_rejects_bad_trajectories_and_keeps_going(
     assert summary["iterations"] == 2 and summary["rejected"] == expected
 
 
+def test_same_state_groups_through_the_stack(
+    ros_env: dict[str, str], probe: Probe, tmp_path: Path
+) -> None:
+    """The learner's config asks for same-state groups; the worker reads that from the
+    policy metadata, snapshots its MuJoCo env and sends grouped batches; a plain batch is
+    refused (wrong_rollout_mode) and every branch step counts."""
+    run_dir = tmp_path / "groups"
+    groups = {"cgrpo.group_size": 4, "cgrpo.group_horizon": 16}
+    learner = start_node_process(learner_argv(run_dir, **groups), ros_env)
+    pub = probe.node.create_publisher(UInt8MultiArray, "/cgrpo/trajectories", 20)
+    try:
+        assert wait_for(lambda: pub.get_subscription_count() > 0 and bool(probe.learner_status),
+                        WAIT_S, probe.spin), process_output(learner)  # fmt: skip
+        plain = encode_trajectory(_batch(128), policy_id=0, policy_version=0, worker_id="t",
+                                  seq=1, task=ENV_ID)  # fmt: skip
+        pub.publish(to_uint8_msg(plain))
+        worker = start_node_process(worker_argv("rollout_worker_0", [0, 1]), ros_env)
+        finished = _wait_exit(learner, probe, RUN_TIMEOUT_S)
+        assert finished, f"learner still running:\n{process_output(learner)}"
+        assert _wait_exit(worker, probe, 20.0), f"worker kept running:\n{process_output(worker)}"
+    finally:
+        codes = stop_process(learner), stop_process(worker)
+    out = process_output(learner) + process_output(worker)
+    assert codes == (0, 0), out
+    assert "Traceback" not in out, out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["iterations"] == 2 and summary["env_steps"] == 2 * 2 * 128
+    assert summary["config"]["group_size"] == 4 and summary["config"]["group_horizon"] == 16
+    assert summary["rejected"] == {"wrong_rollout_mode": 1}, out
+    assert "a plain batch from 't'; this run trains with same-state groups" in out, out
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [

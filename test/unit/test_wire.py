@@ -60,6 +60,9 @@ def test_trajectory_round_trip_is_exact() -> None:
         assert {k: getattr(decoded, k) for k in META} == META
         for name, expected in batch._asdict().items():
             got = getattr(decoded.batch, name)
+            if expected is None:  # branch_group of a plain rollout
+                assert got is None, name
+                continue
             assert got.dtype == expected.dtype and np.array_equal(got, expected), name
             assert got.flags.writeable
     assert wire.decode_trajectory(list(frame(batch))).seq == 42
@@ -78,17 +81,33 @@ def test_success_flags_round_trip() -> None:
     no_episodes = batch._replace(episode_returns=np.zeros(0), episode_lengths=np.zeros(0, np.int64))
     assert wire.decode_trajectory(frame(no_episodes, successes=[])).episode_successes == []
     assert wire.decode_trajectory(frame(no_episodes)).episode_successes is None
-    # The section is always there (zeros without success): one byte per episode, last.
+    # The section is always there (zeros without success): one byte per episode, before the
+    # 8-byte branch_group of each of the 12 steps.
     assert len(frame(batch, [True, False])) == len(frame(batch))
     (header_len,) = struct.unpack_from("<I", frame(batch, [False, True]), 6)
-    assert frame(batch, [False, True])[10 + header_len :][-2:] == b"\x00\x01"
+    assert frame(batch, [False, True])[10 + header_len :][-2 - 8 * 12 : -8 * 12] == b"\x00\x01"
 
 
-def test_hand_built_version_2_frame_decodes_as_documented() -> None:
-    """docs/wire_format.md, byte by byte: the success section is u8 [E] after episode_lengths."""
+def test_branch_groups_round_trip_and_are_checked() -> None:
+    batch = make_batch()._replace(branch_group=np.repeat(np.arange(3), 4))
+    decoded = wire.decode_trajectory(frame(batch))
+    assert decoded.batch.branch_group is not None
+    assert decoded.batch.branch_group.tolist() == batch.branch_group.tolist()
+    bad = make_batch()._replace(branch_group=np.full(12, 12))
+    with pytest.raises(WireFormatError, match=r"branch_group\[0\] is 12; allowed: 0..11"):
+        frame(bad)
+    # A plain frame claiming groups it does not hold (all -1) is refused too.
+    forged = reframe(frame(), {"has_groups": 1})
+    with pytest.raises(WireFormatError, match=r"branch_group\[0\] is -1; allowed: 0..11"):
+        wire.decode_trajectory(forged)
+
+
+def test_hand_built_version_3_frame_decodes_as_documented() -> None:
+    """docs/wire_format.md, byte by byte: the success section is u8 [E] after episode_lengths,
+    then branch_group i8 [T]."""
     b = make_batch()
     header = {**META, "obs_dim": 3, "act_dim": 2, "num_steps": 12, "num_episodes": 2,
-              "reports_success": 1}  # fmt: skip
+              "reports_success": 1, "has_groups": 1}  # fmt: skip
     text = json.dumps(header).encode()
     text += b" " * (-(10 + len(text)) % 8)
     payload = b"".join([
@@ -96,12 +115,15 @@ def test_hand_built_version_2_frame_decodes_as_documented() -> None:
         b.rewards.astype("<f4").tobytes(), b.dones.astype("u1").tobytes(),
         b.terminated.astype("u1").tobytes(), b.episode_returns.astype("<f8").tobytes(),
         b.episode_lengths.astype("<i8").tobytes(), bytes([0, 1]),
+        np.repeat(np.arange(6), 2).astype("<i8").tobytes(),
     ])  # fmt: skip
-    data = b"CGRT" + struct.pack("<HI", 2, len(text)) + text + payload
+    data = b"CGRT" + struct.pack("<HI", 3, len(text)) + text + payload
     decoded = wire.decode_trajectory(data)
     assert decoded.episode_successes == [False, True]
     assert np.array_equal(decoded.batch.episode_lengths, b.episode_lengths)
-    assert len(payload) == 4 * 12 * (3 + 2 + 1) + 2 * 12 + 17 * 2  # the documented size
+    assert decoded.batch.branch_group is not None
+    assert decoded.batch.branch_group.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert len(payload) == 4 * 12 * (3 + 2 + 1) + 2 * 12 + 17 * 2 + 8 * 12  # documented size
 
 
 @pytest.mark.parametrize(
@@ -130,7 +152,7 @@ def test_version_1_frame_is_refused_naming_the_allowed_version() -> None:
         f"trajectory frame format version is 1; allowed: {wire.FORMAT_VERSION} "
         "(sender and receiver run different cgrpo_ros releases)"
     )
-    assert wire.FORMAT_VERSION == 2
+    assert wire.FORMAT_VERSION == 3
 
 
 def test_ros_message_round_trip() -> None:
@@ -169,7 +191,7 @@ REJECTIONS = [
     (lambda: frame()[:4] + struct.pack("<H", 9) + frame()[6:], "format version is 9"),
     (lambda: frame()[:6] + struct.pack("<I", 10**6) + frame()[10:], "header length is 1000000"),
     (lambda: frame()[:5], "at least the 10-byte prefix"),
-    (lambda: frame()[:4] + struct.pack("<H", 1) + frame()[6:], "format version is 1; allowed: 2"),
+    (lambda: frame()[:4] + struct.pack("<H", 1) + frame()[6:], "format version is 1; allowed: 3"),
     (lambda: b"CGRT" + V + b"\x02\x00\x00\x00\xff\xfe", "not valid UTF-8"),
     (lambda: b"CGRT" + V + b"\x02\x00\x00\x00{x", "not valid JSON"),
     (lambda: b"CGRT" + V + b"\x02\x00\x00\x00[]", "JSON list; allowed: object"),
@@ -186,10 +208,10 @@ REJECTIONS = [
     # Claims a million steps of 4096-d observations (~32 GB) in a frame of a few hundred bytes.
     (
         lambda: reframe(frame(), {"num_steps": 10**6, "obs_dim": 4096}),
-        "payload is 346 bytes; allowed: exactly 16398000034",
+        "payload is 442 bytes; allowed: exactly 16406000034",
     ),
-    (lambda: frame() + b"\0", "payload is 347 bytes; allowed: exactly 346"),
-    (lambda: frame()[:-1], "payload is 345 bytes; allowed: exactly 346"),
+    (lambda: frame() + b"\0", "payload is 443 bytes; allowed: exactly 442"),
+    (lambda: frame()[:-1], "payload is 441 bytes; allowed: exactly 442"),
     (lambda: corrupt("obs", 5, NAN32), "obs[1, 2] is nan"),
     (lambda: corrupt("actions", 0, np.float32(np.inf).tobytes()), "actions[0, 0] is inf"),
     (lambda: corrupt("rewards", 3, NAN32), "rewards[3] is nan"),
