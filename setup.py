@@ -18,6 +18,7 @@ setup(
         ("share/" + package_name + "/config", glob("config/*.yaml")),
         ("share/" + package_name + "/config/robots", glob("config/robots/*.yaml")),
         ("share/" + package_name + "/config/baselines", glob("config/baselines/*.yaml")),
+        ("share/" + package_name + "/config/cgrpo", glob("config/cgrpo/*.yaml")),
     ],
     install_requires=["setuptools"],
     # colcon test picks its pytest step only for packages with a pytest test dependency;

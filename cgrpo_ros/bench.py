@@ -25,7 +25,20 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("cgrpo-full", "cgrpo-simple", "ppo", "ppo-tuned", "sac", "trpo")
+# CGRPO methods: the variant and its overrides, inline or as a file under config/ (one
+# configuration for every task; `cgrpo train --config <file>` runs the same). The
+# `cgrpo-full-no-*` rows are the term-by-term ablation of Full (docs/results.md).
+CGRPO_METHODS: dict[str, tuple[str, str | dict[str, Any]]] = {
+    "cgrpo-full": ("full", {}),
+    "cgrpo-simple": ("simple", {}),
+    "cgrpo-group": ("full", "cgrpo/group.yaml"),
+    "cgrpo-lownoise": ("full", "cgrpo/lownoise.yaml"),
+    "cgrpo-full-no-adaptive-clip": ("full", {"adaptive_clip": False}),
+    "cgrpo-full-no-smoothness": ("full", {"smoothness_coef": 0.0}),
+    "cgrpo-full-no-diversity": ("full", {"diversity_coef": 0.0}),
+    "cgrpo-full-no-reference": ("full", {"use_reference": False, "reference_coef": 0.0}),
+}
+METHODS = (*CGRPO_METHODS, "ppo", "ppo-tuned", "sac", "trpo")
 ZOO_METHODS = ("ppo-tuned", "trpo")  # per-task hyperparameters from config/baselines/
 ZOO_FILE = Path("baselines") / "sb3_zoo.yaml"
 # Zoo experiment keys that are not constructor arguments of the algorithm.
@@ -128,7 +141,7 @@ def run_cgrpo(spec: RunSpec, out: Path) -> tuple[Any, list[Any], list[list[Any]]
     from cgrpo_ros.core.policy_artifact import OnnxPolicy
     from cgrpo_ros.training import train_single_process
 
-    variant = spec.method.removeprefix("cgrpo-")
+    variant, overrides = cgrpo_method_config(spec.method)
     per_iteration = CGRPO_POLICIES * spec.cgrpo_steps_per_iteration
     iterations = max(1, spec.budget_steps // per_iteration)
     run_dir = spec.path(out).with_suffix("")
@@ -141,7 +154,7 @@ def run_cgrpo(spec: RunSpec, out: Path) -> tuple[Any, list[Any], list[list[Any]]
         num_policies=CGRPO_POLICIES,
         num_groups=CGRPO_POLICIES,
         seed=spec.seed,
-        **CGRPO_TASK_OVERRIDES.get(spec.task, {}),
+        **{**overrides, **CGRPO_TASK_OVERRIDES.get(spec.task, {})},
     )
     summary = train_single_process(
         env_id=spec.task, config=config, iterations=iterations,
@@ -195,22 +208,39 @@ def run_sb3(spec: RunSpec) -> tuple[Any, list[Any], int]:
     return act, curve, int(model.num_timesteps)
 
 
-def find_zoo_file() -> Path:
-    """config/baselines/sb3_zoo.yaml in the source tree, an ament install or a pip install."""
+def find_config_file(relative: Path) -> Path:
+    """config/<relative> in the source tree, an ament install or a pip install."""
     import sys
 
-    candidates = [Path(__file__).resolve().parents[1] / "config" / ZOO_FILE]
+    candidates = [Path(__file__).resolve().parents[1] / "config" / relative]
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        candidates.append(Path(get_package_share_directory("cgrpo_ros")) / "config" / ZOO_FILE)
+        candidates.append(Path(get_package_share_directory("cgrpo_ros")) / "config" / relative)
     except (ImportError, KeyError, OSError, ValueError):
         pass  # no ament index: a pip install
-    candidates.append(Path(sys.prefix) / "share" / "cgrpo_ros" / "config" / ZOO_FILE)
+    candidates.append(Path(sys.prefix) / "share" / "cgrpo_ros" / "config" / relative)
     for path in candidates:
         if path.is_file():
             return path
-    raise ValueError(f"{ZOO_FILE} not found (tried {', '.join(map(str, candidates))})")
+    raise ValueError(f"{relative} not found (tried {', '.join(map(str, candidates))})")
+
+
+def find_zoo_file() -> Path:
+    """config/baselines/sb3_zoo.yaml."""
+    return find_config_file(ZOO_FILE)
+
+
+def cgrpo_method_config(method: str) -> tuple[str, dict[str, Any]]:
+    """(variant, CGRPOConfig overrides) of a `cgrpo-*` method (CGRPO_METHODS)."""
+    from cgrpo_ros.cli import load_config_file
+
+    if method not in CGRPO_METHODS:
+        raise ValueError(f"method {method!r} is not a CGRPO method ({', '.join(CGRPO_METHODS)})")
+    variant, source = CGRPO_METHODS[method]
+    if isinstance(source, str):  # a configuration file of config/cgrpo/, one for every task
+        return variant, load_config_file(find_config_file(Path(source)))
+    return variant, dict(source)
 
 
 def zoo_hyperparameters(method: str, task: str, quick: bool = False) -> dict[str, Any]:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from cgrpo_ros.bench import (
+    CGRPO_METHODS,
     RunSpec,
+    cgrpo_method_config,
     evaluate_policy,
     frozen_act,
     steps_to_fraction,
@@ -119,3 +121,24 @@ def test_evaluation_normalises_with_frozen_statistics() -> None:
     rms = vec_normalize.obs_rms
     expected = np.clip((obs - rms.mean) / np.sqrt(rms.var + vec_normalize.epsilon), -10, 10)
     np.testing.assert_array_equal(act(obs), model.predict(expected, deterministic=True)[0])
+
+
+@pytest.mark.parametrize("method", sorted(CGRPO_METHODS))
+def test_every_cgrpo_method_builds_a_valid_configuration(method: str) -> None:
+    from cgrpo_ros.core.config import CGRPOConfig
+
+    variant, overrides = cgrpo_method_config(method)
+    config = CGRPOConfig.for_variant(variant, **overrides)  # type: ignore[arg-type]
+    if method == "cgrpo-group":
+        assert config.group_size == 4 and config.group_horizon == 64
+    if method in ("cgrpo-group", "cgrpo-lownoise"):
+        assert config.init_log_std == -2.0
+    if method.startswith("cgrpo-full-no-"):  # each ablation switches exactly one term off
+        full = CGRPOConfig.for_variant("full").to_dict()
+        changed = {k for k, v in config.to_dict().items() if full[k] != v}
+        assert changed == set(overrides), changed
+
+
+def test_unknown_cgrpo_method_config_is_refused() -> None:
+    with pytest.raises(ValueError, match="'cgrpo-turbo' is not a CGRPO method"):
+        cgrpo_method_config("cgrpo-turbo")
