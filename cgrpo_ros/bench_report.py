@@ -50,8 +50,18 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def at_largest_budget(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs at each task's largest budget: curves of shorter runs (the 300k ablation on a
+    1M task) would be extended flat beyond their end when averaged on the longer grid."""
+    largest: dict[str, int] = {}
+    for r in results:
+        largest[r["task"]] = max(largest.get(r["task"], 0), r["budget_steps"])
+    return [r for r in results if r["budget_steps"] == largest[r["task"]]]
+
+
 def plot_curves(results: list[dict[str, Any]], figures: Path) -> list[Path]:
-    """One panel per task: every method's mean curve over seeds, with min-max spread."""
+    """One panel per task: every method's mean curve over seeds, with min-max spread, at the
+    task's largest budget."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,6 +69,7 @@ def plot_curves(results: list[dict[str, Any]], figures: Path) -> list[Path]:
     import numpy as np
 
     figures.mkdir(parents=True, exist_ok=True)
+    results = at_largest_budget(results)
     tasks = sorted({r["task"] for r in results})
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
@@ -101,7 +112,7 @@ def plot_per_policy(results: list[dict[str, Any]], figures: Path) -> Path | None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [r for r in results if r.get("per_policy_curves")]
+    runs = [r for r in at_largest_budget(results) if r.get("per_policy_curves")]
     if not runs:
         return None
     tasks = sorted({r["task"] for r in runs})
