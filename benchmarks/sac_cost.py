@@ -44,7 +44,8 @@ def main() -> None:
     elapsed = time.perf_counter() - marks["t0"]
     print(
         f"{args.task}: {args.algo.upper()} (SB3 defaults, learning_starts={start}), "
-        f"{args.steps} steps after learning_starts in {elapsed:.1f} s: {elapsed / args.steps * 1e3:.1f} ms per env step, "
+        f"{args.steps} steps after learning_starts in {elapsed:.1f} s: "
+        f"{elapsed / args.steps * 1e3:.1f} ms per env step, "
         f"{args.steps / elapsed:.0f} env steps/s, one thread"
     )
 
