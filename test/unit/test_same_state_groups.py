@@ -22,7 +22,14 @@ from cgrpo_ros.core.rollout import GroupRolloutCollector, GroupSettings
 from cgrpo_ros.training import make_collector, make_env, train_single_process
 from sim_bridge.sim_state import MujocoSnapshotter, SnapshotError, restore, snapshot
 
-SNAPSHOT_TASKS = ["HalfCheetah-v5", "Hopper-v5", "cgrpo_ros/Arm7Reach-v0", "Ant-v5"]
+# Arm7Reach: the project's own env (goal, limiter); FetchReach: a gymnasium-robotics goal task.
+SNAPSHOT_TASKS = [
+    "HalfCheetah-v5",
+    "Hopper-v5",
+    "cgrpo_ros/Arm7Reach-v0",
+    "Ant-v5",
+    "FetchReach-v4",
+]
 
 
 def _continuation(env: Any, actions: list[np.ndarray]) -> list[tuple[Any, ...]]:
@@ -56,7 +63,10 @@ def test_restored_state_replays_the_same_continuation_bit_for_bit(task: str) -> 
     # The episode step counter is part of the state (TimeLimit's, or Arm7Reach's own).
     restore(env, snap)
     unwrapped: Any = env.unwrapped
-    counter = unwrapped._steps if hasattr(unwrapped, "_steps") else env._elapsed_steps
+    if hasattr(unwrapped, "_steps"):
+        counter = unwrapped._steps
+    else:
+        counter = env.get_wrapper_attr("_elapsed_steps")
     assert counter == 20
 
 
