@@ -66,16 +66,9 @@ class RolloutCollector:
             rewards[t], dones[t], terminated[t] = reward, term or trunc, term
             self._episode_return += float(reward)
             self._episode_length += 1
-            if term or trunc:
-                episode_returns.append(self._episode_return)
-                episode_lengths.append(self._episode_length)
-                success = _success_flag(info)
-                if success is not None:
-                    self.reports_success = True
-                successes.append(bool(success))
-                self._episode_return, self._episode_length = 0.0, 0
-                next_obs, _ = self.env.reset()
             self._obs = np.asarray(next_obs, dtype=np.float32)
+            if term or trunc:
+                self.end_episode(info, episode_returns, episode_lengths, successes)
         self.total_steps += num_steps
         self.episode_successes = successes if self.reports_success else None
         return RolloutBatch(
@@ -87,6 +80,24 @@ class RolloutCollector:
             episode_returns=np.asarray(episode_returns, dtype=np.float64),
             episode_lengths=np.asarray(episode_lengths, dtype=np.int64),
         )
+
+    def end_episode(
+        self,
+        info: dict[str, Any],
+        episode_returns: list[float],
+        episode_lengths: list[int],
+        successes: list[bool],
+    ) -> None:
+        """Record the episode that just ended (return, length, success) and reset the env."""
+        episode_returns.append(self._episode_return)
+        episode_lengths.append(self._episode_length)
+        success = _success_flag(info)
+        if success is not None:
+            self.reports_success = True
+        successes.append(bool(success))
+        self._episode_return, self._episode_length = 0.0, 0
+        next_obs, _ = self.env.reset()
+        self._obs = np.asarray(next_obs, dtype=np.float32)
 
 
 def _success_flag(info: dict[str, Any]) -> bool | None:
@@ -292,15 +303,7 @@ class GroupRolloutCollector:
                     inner._episode_length += depth + 1
                     inner._obs = current
                     if ended:
-                        episode_returns.append(inner._episode_return)
-                        episode_lengths.append(inner._episode_length)
-                        success = _success_flag(info)
-                        if success is not None:
-                            inner.reports_success = True
-                        successes.append(bool(success))
-                        inner._episode_return, inner._episode_length = 0.0, 0
-                        next_obs, _ = self.env.reset()
-                        inner._obs = np.asarray(next_obs, dtype=np.float32)
+                        inner.end_episode(info, episode_returns, episode_lengths, successes)
             point += 1
         self.total_steps += num_steps
         inner.total_steps += num_steps
