@@ -6,17 +6,22 @@
 Parameters come from config/deploy.yaml, then the arguments below override them. The same
 file and executables are used by `cgrpo deploy` on machines without `ros2 launch`.
 The server starts DISABLED, holding the arm: call /policy_server/enable to run the policy.
+When either node exits the launch ends, as `cgrpo deploy` does; a non-zero exit (a refused
+model: 2) makes `ros2 launch` exit 1 with a line naming the node (cgrpo_ros/launch_exits.py).
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, RegisterEventHandler
 from launch.conditions import IfCondition
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+from cgrpo_ros.launch_exits import on_node_exit
 
 PACKAGE = "cgrpo_ros"
 
@@ -77,4 +82,10 @@ def generate_launch_description() -> LaunchDescription:
         ],
         condition=IfCondition(LaunchConfiguration("use_sim")),
     )
-    return LaunchDescription([*arguments, sim_bridge, policy_server])
+    on_exit = [
+        RegisterEventHandler(
+            OnProcessExit(target_action=node, on_exit=on_node_exit(ends_launch=True))
+        )
+        for node in (sim_bridge, policy_server)
+    ]
+    return LaunchDescription([*arguments, sim_bridge, policy_server, *on_exit])

@@ -3,9 +3,11 @@
     ros2 launch cgrpo_ros train_sim.launch.py env_id:=HalfCheetah-v5 num_workers:=2
 
 Arguments left empty take their value from the parameter file (config/train_sim.yaml by
-default). The launch ends when the learner does (it finishes, is stopped through its ~/stop
-service, or fails); the workers leave on their own when the learner announces it is done.
-`cgrpo train-sim` starts the same executables with the same parameter file without launch.
+default). The launch ends when the learner does (it finishes or is stopped through its ~/stop
+service); the workers leave on their own when the learner announces it is done. A node that
+exits with an error (a refused parameter: 2) stops the launch, and `ros2 launch` exits 1 with
+a line naming it (cgrpo_ros/launch_exits.py). `cgrpo train-sim` starts the same executables
+with the same parameter file without launch.
 """
 
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, Shutdown
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
 from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -54,6 +56,7 @@ def _file_value(params_file: str, name: str) -> object:
 
 
 def _launch_setup(context: LaunchContext) -> list:
+    from cgrpo_ros.launch_exits import on_node_exit
     from cgrpo_ros.stack import assign_policies
 
     def arg(name: str) -> str:
@@ -92,13 +95,15 @@ def _launch_setup(context: LaunchContext) -> list:
         )
         for w, ids in enumerate(assign_policies(int(arg("num_workers")), num_policies))
     ]
-    end_with_learner = RegisterEventHandler(
-        OnProcessExit(
-            target_action=learner,
-            on_exit=[Shutdown(reason="the learner exited; see its summary.json")],
+    # The learner's end is the launch's end; a worker exits 0 when the learner is done, and
+    # any node exiting non-zero fails the launch naming it.
+    on_exit = [
+        RegisterEventHandler(
+            OnProcessExit(target_action=node, on_exit=on_node_exit(ends_launch=node is learner))
         )
-    )
-    return [learner, *workers, end_with_learner]
+        for node in (learner, *workers)
+    ]
+    return [learner, *workers, *on_exit]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -5,14 +5,15 @@
 One learner, one `rollout_worker` with `backend: ros_robot` running every policy on the
 `sim_bridge` node (task cgrpo_ros/Arm7Reach-v0), exactly as it would drive a real arm through
 `/joint_states`, `/forward_position_controller/commands` and a reset service. The launch ends
-when the learner does.
+when the learner does; a node exiting with an error fails it (`ros2 launch` exits 1 naming
+the node, cgrpo_ros/launch_exits.py).
 """
 
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, Shutdown
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
 from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -37,6 +38,8 @@ LEARNER_SIGTERM_TIMEOUT_S = "60"
 
 
 def _launch_setup(context: LaunchContext) -> list:
+    from cgrpo_ros.launch_exits import on_node_exit
+
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
@@ -79,13 +82,13 @@ def _launch_setup(context: LaunchContext) -> list:
         output="screen",
         parameters=[params_file, {"mode": "lockstep"}],
     )
-    end_with_learner = RegisterEventHandler(
-        OnProcessExit(
-            target_action=learner,
-            on_exit=[Shutdown(reason="the learner exited; see its summary.json")],
+    on_exit = [
+        RegisterEventHandler(
+            OnProcessExit(target_action=node, on_exit=on_node_exit(ends_launch=node is learner))
         )
-    )
-    return [sim, learner, worker, end_with_learner]
+        for node in (sim, learner, worker)
+    ]
+    return [sim, learner, worker, *on_exit]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -23,13 +23,18 @@ from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
+from cgrpo_ros.nodes.params import (
+    ParameterError,
+    ParamSpec,
+    declare_parameters,
+    handle_command_line,
+    serve_node,
+)
 from sim_bridge.arm_sim import ArmSim
 from sim_bridge.robot_config import (
     RobotConfig,
@@ -53,8 +58,30 @@ class Mode(StrEnum):
     LOCKSTEP = "lockstep"
 
 
-class ParameterError(ValueError):
-    """A parameter value the node refuses; the message names parameter, value and range."""
+def _default_robot_config() -> str:
+    try:
+        return str(default_robot_config_path())
+    except FileNotFoundError:
+        return ""  # refused in _load_robot with the paths that were tried
+
+
+SIM_BRIDGE_PARAMS = (
+    ParamSpec("robot_config", _default_robot_config(), "Robot YAML (joints, limits, home, rates)."),
+    ParamSpec(
+        "mode",
+        Mode.REALTIME.value,
+        "realtime: sim time follows wall time; lockstep: one control period of physics per "
+        "received command.",
+        choices=tuple(m.value for m in Mode),
+    ),
+    ParamSpec(
+        "publish_rate_hz",
+        100.0,
+        "joint_states rate [Hz] (realtime: also the physics tick).",
+        PUBLISH_RATE_RANGE_HZ,
+    ),
+    ParamSpec("model_path", "", "MJCF file; empty = the shipped sim_bridge/assets/arm7.xml."),
+)
 
 
 def _to_time_msg(t: float) -> Time:
@@ -96,69 +123,8 @@ class SimBridgeNode(Node):
 
     # -- parameters ---------------------------------------------------------------------------
     def _declare_parameters(self) -> None:
-        try:
-            default_config = str(default_robot_config_path())
-        except FileNotFoundError:
-            default_config = ""  # refused below with the paths that were tried
-        lo, hi = PUBLISH_RATE_RANGE_HZ
-        specs: list[tuple[str, Any, ParameterDescriptor]] = [
-            (
-                "robot_config",
-                default_config,
-                ParameterDescriptor(
-                    description="Path of the robot YAML (joint names, limits, home, rates).",
-                    read_only=True,
-                ),
-            ),
-            (
-                "mode",
-                Mode.REALTIME.value,
-                ParameterDescriptor(
-                    description="realtime: sim time follows wall time; lockstep: one control "
-                    "period of physics per received command.",
-                    additional_constraints="one of: realtime, lockstep",
-                    read_only=True,
-                ),
-            ),
-            (
-                "publish_rate_hz",
-                100.0,
-                ParameterDescriptor(
-                    description="joint_states rate [Hz] (realtime: also the physics tick).",
-                    floating_point_range=[FloatingPointRange(from_value=lo, to_value=hi)],
-                    read_only=True,
-                ),
-            ),
-            (
-                "model_path",
-                "",
-                ParameterDescriptor(
-                    description="MJCF file; empty = the shipped sim_bridge/assets/arm7.xml.",
-                    read_only=True,
-                ),
-            ),
-        ]
-        values: dict[str, Any] = {}
-        for name, default, descriptor in specs:
-            try:
-                values[name] = self.declare_parameter(name, default, descriptor).value
-            except ParameterException as err:
-                allowed = descriptor.additional_constraints or (
-                    f"a {type(default).__name__} in [{lo}, {hi}]"
-                    if name == "publish_rate_hz"
-                    else f"a {type(default).__name__}"
-                )
-                raise ParameterError(
-                    f"parameter '{name}' refused: {err}. Allowed: {allowed} "
-                    f"(e.g. -p {name}:={default!r})"
-                ) from None
-        mode = values["mode"]
-        if mode not in {m.value for m in Mode}:
-            raise ParameterError(
-                f"parameter 'mode' = {mode!r} is not allowed; use one of: realtime, lockstep "
-                "(e.g. -p mode:=lockstep)"
-            )
-        self.mode = Mode(mode)
+        values = declare_parameters(self, SIM_BRIDGE_PARAMS)
+        self.mode = Mode(values["mode"])  # declare_parameters checked the choices
         self.publish_rate_hz = float(values["publish_rate_hz"])
         self.robot_config_path = str(values["robot_config"])
         self.model_path = str(values["model_path"])
@@ -244,8 +210,7 @@ class SimBridgeNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    from cgrpo_ros.nodes.params import serve_node
-
+    handle_command_line(NODE_NAME, __doc__, SIM_BRIDGE_PARAMS, args)
     serve_node(NODE_NAME, SimBridgeNode, ParameterError, EXIT_BAD_PARAMETER, args)
 
 

@@ -39,6 +39,7 @@ from cgrpo_ros.nodes.params import (
     config_from_parameters,
     config_parameter_names,
     declare_parameters,
+    handle_command_line,
     latched_qos,
     run_node,
 )
@@ -420,6 +421,11 @@ def _body(stop: StopFlag) -> int:
 
 
 def main(args: list[str] | None = None) -> None:
+    notes = (
+        "  cgrpo.<field>  (unset)\n      Any other CGRPOConfig field, e.g. cgrpo.learning_rate, "
+        "cgrpo.hidden_sizes (cgrpo_ros/core/config.py; docs/training_stack.md)."
+    )
+    handle_command_line(NODE_NAME, __doc__, LEARNER_PARAMS, args, notes)
     run_node(NODE_NAME, _body, args)
 
 

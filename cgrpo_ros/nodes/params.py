@@ -5,11 +5,14 @@ Every node keeps a tuple of `ParamSpec`s; `declare_parameters` turns each into o
 read-only where a live change would corrupt a run) and converts rclpy's exceptions into a
 `ParameterError` whose message names the parameter, the value and what is allowed.
 `run_node` is the shared `main()` body: bad parameters end the process with exit code 2 and
-one log line, never a traceback.
+one log line, never a traceback. `handle_command_line` runs first in every node's `main()`:
+`-h`/`--help` lists the parameters and exits 0 before anything starts (issue 16: `ros2 run
+cgrpo_ros learner --help` used to start a whole training).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import signal
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
+import rclpy.parameter
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
@@ -74,6 +78,71 @@ class ParamSpec:
                     FloatingPointRange(from_value=float(lo), to_value=float(hi))
                 ]
         return descriptor
+
+
+def _describe_default(default: Any) -> str:
+    if isinstance(default, rclpy.parameter.Parameter.Type):  # declared with a type, no value
+        return f"unset ({default.name.lower()})"
+    return repr(default)
+
+
+def _describe_allowed(spec: ParamSpec) -> str:
+    if isinstance(spec.default, rclpy.parameter.Parameter.Type):
+        return ""
+    return spec.allowed()
+
+
+def parameter_help(specs: Sequence[ParamSpec]) -> str:
+    """One entry per parameter: name, default, what is allowed, read-only, description."""
+    lines = []
+    for spec in specs:
+        facts = [f"default {_describe_default(spec.default)}"]
+        allowed = _describe_allowed(spec)
+        if allowed:
+            facts.append(allowed)
+        facts.append("read-only" if spec.read_only else "changeable at runtime")
+        lines.append(f"  {spec.name}  ({'; '.join(facts)})")
+        if spec.description:
+            lines.append(f"      {spec.description}")
+    return "\n".join(lines)
+
+
+def handle_command_line(
+    prog: str,
+    description: str | None,
+    specs: Sequence[ParamSpec],
+    args: Sequence[str] | None = None,
+    notes: str = "",
+) -> None:
+    """`-h`/`--help`: print the node's parameters and exit 0; nothing is started.
+
+    Any other argument outside `--ros-args` is refused with exit code 2: `ros2 run cgrpo_ros
+    learner iterations:=2` would otherwise be ignored silently and start a default run.
+    `args` is the full argv (program name first), as rclpy.init takes it.
+    """
+    from rclpy.utilities import remove_ros_args
+
+    argv = list(sys.argv if args is None else args)
+    own = remove_ros_args(argv)[1:]
+    epilog = (
+        "parameters (after --ros-args: -p name:=value, or --params-file FILE.yaml):\n"
+        + parameter_help(specs)
+        + (f"\n{notes}" if notes else "")
+    )
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        usage=f"ros2 run cgrpo_ros {prog} [-h] [--ros-args -p name:=value ...]",
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _, unknown = parser.parse_known_args(own)  # -h / --help: prints and exits 0 here
+    if unknown:
+        example = next((a for a in unknown if ":=" in a), f"{specs[0].name}:=...")
+        parser.error(
+            f"unexpected argument(s) {' '.join(unknown)}; node parameters go after --ros-args, "
+            f"e.g. `ros2 run cgrpo_ros {prog} --ros-args -p {example}` (--help lists them)"
+        )  # exits 2
 
 
 def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:

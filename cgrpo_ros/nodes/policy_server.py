@@ -40,7 +40,7 @@ from cgrpo_ros.deploy.policy_runtime import (
     load_policy_runtime,
     timed_action,
 )
-from cgrpo_ros.nodes.params import serve_node
+from cgrpo_ros.nodes.params import ParamSpec, handle_command_line, serve_node
 from sim_bridge.robot_config import RobotConfig, default_robot_config_path, load_robot_config
 
 NODE_NAME = "policy_server"
@@ -387,6 +387,17 @@ class PolicyServerNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
+    specs = [
+        ParamSpec(
+            name,
+            _default_robot_config() if name == "robot_config" else default,
+            description,
+            limits,
+            read_only=read_only,
+        )
+        for name, default, description, limits, read_only in DECLARED_PARAMETERS
+    ]
+    handle_command_line(NODE_NAME, __doc__, specs, args)
     serve_node(NODE_NAME, PolicyServerNode, StartupError, EXIT_REFUSED_TO_START, args)
 
 

@@ -37,6 +37,7 @@ from cgrpo_ros.nodes.params import (
     ParamSpec,
     StopFlag,
     declare_parameters,
+    handle_command_line,
     latched_qos,
     run_node,
 )
@@ -372,6 +373,7 @@ def _body(stop: StopFlag) -> int:
 
 
 def main(args: list[str] | None = None) -> None:
+    handle_command_line(NODE_NAME, __doc__, WORKER_PARAMS, args)
     run_node(NODE_NAME, _body, args)
 
 
