@@ -98,12 +98,17 @@ def main() -> int:
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
     model = args.model
     if model is None:
-        from test_policy_server import write_constant_model  # type: ignore[import-not-found]
+        from policy_fixtures import (  # type: ignore[import-not-found]
+            reach_task_spec,
+            write_constant_policy,
+        )
 
-        from sim_bridge.robot_config import load_robot_config
-
-        model = Path(tempfile.mkdtemp()) / "constant.onnx"
-        write_constant_model(model, list(load_robot_config().home))
+        # A policy that holds still (rest action) on the reach task; its folder is removed
+        # at exit (tempfile's finalizer).
+        scratch = tempfile.TemporaryDirectory(prefix="cgrpo_deploy_latency_")
+        task = reach_task_spec()
+        assert task.rest_action is not None
+        model = write_constant_policy(Path(scratch.name) / "constant.onnx", task.rest_action, task)
     server = start_node_process(
         "cgrpo_ros.nodes.policy_server",
         env,

@@ -120,7 +120,7 @@ def print_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     """Checkpoint -> ONNX artifact (the file deploy.launch.py and policy_server load)."""
     from cgrpo_ros.core.checkpoint import load_checkpoint
-    from cgrpo_ros.core.onnx_export import OnnxPolicy, PolicyMetadata, export_policy_onnx
+    from cgrpo_ros.core.onnx_export import OnnxPolicy, export_policy_onnx
     from cgrpo_ros.training import TaskSpec
 
     algo, extra = load_checkpoint(args.checkpoint)
@@ -133,20 +133,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"--policy={args.policy} is outside [0, {algo.config.num_policies - 1}] "
             "(the checkpoint's policies)"
         )
-    metadata = PolicyMetadata(
-        policy_id=args.policy,
-        policy_version=algo.iteration,
-        obs_dim=task.obs_dim,
-        act_dim=task.act_dim,
-        obs_names=task.obs_names,
-        action_names=task.action_names,
-        action_low=task.action_low,
-        action_high=task.action_high,
-        task=task.env_id,
-        config_hash=algo.config.config_hash(),
-        obs_layout_version=task.obs_layout_version,
-        action_mode=task.action_mode,
-        extra=task.metadata_extra(),
+    metadata = task.policy_metadata(
+        args.policy, algo.iteration, config_hash=algo.config.config_hash()
     )
     data = export_policy_onnx(algo.policies[args.policy], metadata)
     OnnxPolicy(data, source=str(args.output))  # validate before writing

@@ -90,9 +90,37 @@ class TaskSpec:
     def act_dim(self) -> int:
         return len(self.action_names)
 
+    def policy_metadata(
+        self,
+        policy_id: int,
+        policy_version: int,
+        *,
+        config_hash: str = "",
+        extra: dict[str, str] | None = None,
+    ) -> PolicyMetadata:
+        """The metadata of a policy artifact for this task: the one place that turns a task's
+        sizes, names, bounds, layout and action mode into what workers and the policy server
+        check (training, `cgrpo export` and the tests' model builders all use it)."""
+        return PolicyMetadata(
+            policy_id=policy_id,
+            policy_version=policy_version,
+            obs_dim=self.obs_dim,
+            act_dim=self.act_dim,
+            obs_names=self.obs_names,
+            action_names=self.action_names,
+            action_low=self.action_low,
+            action_high=self.action_high,
+            task=self.env_id,
+            config_hash=config_hash,
+            obs_layout_version=self.obs_layout_version,
+            action_mode=self.action_mode,
+            extra={**self.metadata_extra(), **(extra or {})},
+        )
+
     @staticmethod
-    def from_env(env_id: str) -> TaskSpec:
-        env = make_env(env_id)
+    def from_env(env_id: str, **env_kwargs: Any) -> TaskSpec:
+        """The spec of `make_env(env_id, **env_kwargs)`, e.g. `robot=` for the arm's tasks."""
+        env = make_env(env_id, **env_kwargs)
         try:
             obs_space, act_space = env.observation_space, env.action_space
             if not isinstance(act_space, gym.spaces.Box) or not isinstance(
@@ -212,20 +240,11 @@ class TrainingSession:
         raise CheckpointError(f"cannot resume run {self.run_dir}: {detail}")
 
     def metadata(self, policy_id: int) -> PolicyMetadata:
-        return PolicyMetadata(
-            policy_id=policy_id,
-            policy_version=self.algo.iteration,
-            obs_dim=self.task.obs_dim,
-            act_dim=self.task.act_dim,
-            obs_names=self.task.obs_names,
-            action_names=self.task.action_names,
-            action_low=self.task.action_low,
-            action_high=self.task.action_high,
-            task=self.task.env_id,
+        return self.task.policy_metadata(
+            policy_id,
+            self.algo.iteration,
             config_hash=self.config.config_hash(),
-            obs_layout_version=self.task.obs_layout_version,
-            action_mode=self.task.action_mode,
-            extra={**self.task.metadata_extra(), **self.rollout_metadata()},
+            extra=self.rollout_metadata(),
         )
 
     def rollout_metadata(self) -> dict[str, str]:

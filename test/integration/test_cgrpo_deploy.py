@@ -15,11 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ros_helpers import isolated_ros_env, probe_node, wait_for
 
 pytest.importorskip("rclpy")
-from std_msgs.msg import Float64MultiArray, String
+from deploy_checks import check_probe_policy_drives_the_arm
+from policy_fixtures import write_probe_policy
+from std_msgs.msg import String
 
-from cgrpo_ros.core.onnx_export import PolicyMetadata, export_policy_onnx
-from cgrpo_ros.core.policy import GaussianPolicy
-from sim_bridge.reach_task import ReachTask
 from sim_bridge.robot_config import load_robot_config
 
 pytestmark = pytest.mark.integration
@@ -28,39 +27,17 @@ ROBOT = load_robot_config()
 STARTUP_TIMEOUT_S = 40.0
 
 
-def write_model(path: Path) -> Path:
-    task = ReachTask(ROBOT)  # the config's reach task: fingertip steps
-    names = task.observation_names()
-    policy = GaussianPolicy(len(names), task.act_dim, (8,), 0.0)
-    meta = PolicyMetadata(
-        policy_id=0, policy_version=1, obs_dim=len(names), act_dim=task.act_dim,
-        obs_names=names, action_names=task.action_names(),
-        action_low=[float(x) for x in task.action_low],
-        action_high=[float(x) for x in task.action_high], task="cgrpo_ros/Arm7Reach-v0",
-        obs_layout_version=2, action_mode=task.action_mode,
-    )  # fmt: skip
-    path.write_bytes(export_policy_onnx(policy, meta))
-    return path
-
-
 def test_cgrpo_deploy_runs_both_nodes_and_stops_cleanly(tmp_path: Path) -> None:
     env = isolated_ros_env()
-    model = write_model(tmp_path / "policy.onnx")
+    # The model and the checks of test/launch/test_deploy_launch.py (deploy.launch.py).
+    model = write_probe_policy(tmp_path / "policy.onnx", ROBOT)
     argv = [sys.executable, "-m", "cgrpo_ros.cli", "deploy", str(model), "--use-sim",
             "--controller-name", "arm_controller", "--control-rate-hz", "25"]  # fmt: skip
     log = (tmp_path / "deploy.log").open("wb")
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         with probe_node(env, "deploy_probe") as (node, executor):
-            commands: list[list[float]] = []
             statuses: list[dict[str, Any]] = []
-            # The flags reach the nodes: a renamed controller topic and a 25 Hz loop.
-            node.create_subscription(
-                Float64MultiArray,
-                "/arm_controller/commands",
-                lambda m: commands.append(list(m.data)),
-                10,
-            )
             node.create_subscription(
                 String, "/policy_server/status", lambda m: statuses.append(json.loads(m.data)), 10
             )
@@ -68,15 +45,18 @@ def test_cgrpo_deploy_runs_both_nodes_and_stops_cleanly(tmp_path: Path) -> None:
             def spin(timeout: float) -> None:
                 executor.spin_once(timeout_sec=timeout)
 
-            started = wait_for(
-                lambda: len(commands) >= 10 and bool(statuses), STARTUP_TIMEOUT_S, spin
-            )
+            started = wait_for(lambda: bool(statuses), STARTUP_TIMEOUT_S, spin)
             assert started, (tmp_path / "deploy.log").read_text()
-            assert proc.poll() is None
-            # Disabled at start: it holds the pose the simulated arm reports (home).
-            assert all(abs(a - b) < 1e-2 for a, b in zip(commands[-1], ROBOT.home, strict=True))
+            # The flags reach the nodes: a 25 Hz loop, a renamed controller topic (below).
             assert statuses[-1]["enabled"] is False
             assert statuses[-1]["control_rate_hz"] == pytest.approx(25.0)
+            try:
+                check_probe_policy_drives_the_arm(
+                    node, spin, ROBOT, command_topic="/arm_controller/commands"
+                )
+            except AssertionError as err:
+                raise AssertionError(f"{err}\n{(tmp_path / 'deploy.log').read_text()}") from None
+            assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ros_helpers import (
@@ -31,14 +30,18 @@ from ros_helpers import (
 )
 
 rclpy = pytest.importorskip("rclpy")
+from policy_fixtures import (  # noqa: E402
+    joint_position_robot,
+    reach_task_spec,
+    write_constant_policy,
+)
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
-from cgrpo_ros.core.onnx_export import PolicyMetadata, export_policy_onnx  # noqa: E402
-from cgrpo_ros.core.policy import GaussianPolicy  # noqa: E402
+from cgrpo_ros.training import TaskSpec  # noqa: E402
 from sim_bridge.reach_task import ReachTask  # noqa: E402
 from sim_bridge.robot_config import load_robot_config  # noqa: E402
 
@@ -47,9 +50,10 @@ pytestmark = pytest.mark.integration
 ROBOT = load_robot_config()
 # Most models here command joint positions (the server's safety behaviour is about joints);
 # one commands fingertip steps, the arm7 config's reach.action.
-TASK = ReachTask(dataclasses.replace(
-    ROBOT, reach=dataclasses.replace(ROBOT.reach, action="joint_position")))  # fmt: skip
+TASK = ReachTask(joint_position_robot(ROBOT))
 FINGERTIP_TASK = ReachTask(ROBOT)
+JOINT_TASK_SPEC = reach_task_spec(joint_position_robot(ROBOT))
+FINGERTIP_TASK_SPEC = reach_task_spec(ROBOT)
 DT = ROBOT.control_period_s
 STARTUP_TIMEOUT_S = 40.0  # python + onnxruntime + torch import + discovery, loaded machine
 STEP_TIMEOUT_S = 8.0
@@ -57,37 +61,12 @@ SERVER = "cgrpo_ros.nodes.policy_server"
 
 
 def write_constant_model(
-    path: Path,
-    output: list[float],
-    *,
-    obs_names: list[str] | None = None,
-    action_names: list[str] | None = None,
-    low: list[float] | None = None,
-    high: list[float] | None = None,
-    action_mode: str = "joint_position",
+    path: Path, output: list[float], task: TaskSpec = JOINT_TASK_SPEC, **changes: Any
 ) -> Path:
-    """An ONNX policy whose action_mean is `output` whatever the observation."""
-    obs_names = obs_names or TASK.observation_names()
-    action_names = action_names or TASK.action_names()
-    policy = GaussianPolicy(len(obs_names), len(action_names), (8,), 0.0)
-    with torch.no_grad():
-        policy.mean_net[-1].weight.zero_()
-        policy.mean_net[-1].bias.copy_(torch.tensor(output))
-    meta = PolicyMetadata(
-        policy_id=0,
-        policy_version=3,
-        obs_dim=len(obs_names),
-        act_dim=len(action_names),
-        obs_names=obs_names,
-        action_names=action_names,
-        action_low=low or [float(x) for x in TASK.action_low[: len(action_names)]],
-        action_high=high or [float(x) for x in TASK.action_high[: len(action_names)]],
-        task="cgrpo_ros/Arm7Reach-v0",
-        obs_layout_version=2,
-        action_mode=action_mode,
-    )
-    path.write_bytes(export_policy_onnx(policy, meta))
-    return path
+    """An ONNX policy whose action_mean is `output` whatever the observation: a valid model
+    for `task` (test/policy_fixtures.py), with `changes` to its spec (names, bounds) applied."""
+    spec = dataclasses.replace(task, **changes) if changes else task
+    return write_constant_policy(path, output, spec, policy_version=3)
 
 
 @dataclass
@@ -148,6 +127,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             target[:6],
             obs_names=[f"joint_pos/{j}" for j in joints[:6]],
             action_names=joints[:6],
+            action_low=JOINT_TASK_SPEC.action_low[:6],
+            action_high=JOINT_TASK_SPEC.action_high[:6],
         ),
         "wrong_joint": write_constant_model(
             d / "wrong_joint.onnx",
@@ -161,10 +142,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "fingertip_x": write_constant_model(
             d / "fingertip_x.onnx",
             [1.0, 0.0, 0.0],
-            action_names=FINGERTIP_TASK.action_names(),
-            low=[-1.0] * 3,
-            high=[1.0] * 3,
-            action_mode="fingertip_delta",
+            FINGERTIP_TASK_SPEC,
         ),
     }
 

@@ -1,130 +1,91 @@
-"""launch_testing: deploy.launch.py with use_sim:=true brings up the sim-to-sim stack.
+"""launch_testing: the installed deploy.launch.py with use_sim:=true runs the probe policy.
 
-Needs a ROS 2 install (launch_testing, launch_ros, a built cgrpo_ros); skipped elsewhere.
-Run on a ROS machine: `colcon test --packages-select cgrpo_ros` or
-`launch_test test/launch/test_deploy_launch.py model_path:=...` (pytest 8.x, see ENVIRONMENT).
+Needs a ROS 2 install (launch_testing, launch_ros) and cgrpo_ros built with colcon; skipped
+elsewhere. In a sourced workspace (pytest 8.x: launch_testing's plugin does not load under 9):
+    launch_test src/cgrpo_ros/test/launch/test_deploy_launch.py
+    colcon test --packages-select cgrpo_ros --pytest-args test/launch
+The test takes no launch arguments of its own: it writes the model into a temporary folder
+(removed at the end) and passes `model_path:=<it> use_sim:=true` to the launch file, which it
+finds in the installed share (ament_index), as `ros2 launch cgrpo_ros deploy.launch.py` does.
+The model and the checks are test/policy_fixtures.py and test/deploy_checks.py, which
+test/integration/test_cgrpo_deploy.py runs in CI against `cgrpo deploy --use-sim`.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 import unittest
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip(
-    "launch_testing", reason="launch_testing is not installed (needs a ROS 2 install)"
+    "launch_testing",
+    reason="launch_testing is not installed: it ships with ROS 2 (Jazzy/Kilted), not on PyPI; "
+    "test/integration/test_cgrpo_deploy.py runs the same checks against `cgrpo deploy`",
 )
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `launch_test` has no pytest ini
+import launch_testing
 import launch_testing.actions
 import launch_testing.asserts
-import rclpy
 from ament_index_python.packages import get_package_share_directory
+from deploy_checks import check_probe_policy_drives_the_arm
 from launch import LaunchDescription
-from launch.actions import IncludeLaunchDescription, OpaqueFunction
+from launch.actions import GroupAction, IncludeLaunchDescription, SetEnvironmentVariable
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
-from std_srvs.srv import SetBool
+from policy_fixtures import write_probe_policy
+from ros_helpers import probe_node, unique_domain_id
 
-TIMEOUT_S = 30.0
-MODEL = os.environ.get("CGRPO_TEST_MODEL", "/tmp/cgrpo_deploy_launch_test.onnx")
+from sim_bridge.robot_config import load_robot_config
 
-
-def write_model(context: object) -> None:
-    """A constant policy holding home + 0.1 rad, written before the nodes start."""
-    import torch
-
-    from cgrpo_ros.core.onnx_export import PolicyMetadata, export_policy_onnx
-    from cgrpo_ros.core.policy import GaussianPolicy
-    from sim_bridge.reach_task import ReachTask
-    from sim_bridge.robot_config import load_robot_config
-
-    robot = load_robot_config()
-    task = ReachTask(robot)
-    policy = GaussianPolicy(task.obs_dim, task.act_dim, (8,), 0.0)
-    with torch.no_grad():
-        policy.mean_net[-1].weight.zero_()
-        policy.mean_net[-1].bias.copy_(torch.tensor(robot.home) + 0.1)
-    meta = PolicyMetadata(
-        policy_id=0,
-        policy_version=1,
-        obs_dim=task.obs_dim,
-        act_dim=task.act_dim,
-        obs_names=task.observation_names(),
-        action_names=task.action_names(),
-        action_low=[float(x) for x in task.action_low],
-        action_high=[float(x) for x in task.action_high],
-        task="cgrpo_ros/Arm7Reach-v0",
-    )
-    with open(MODEL, "wb") as f:
-        f.write(export_policy_onnx(policy, meta))
+ROBOT = load_robot_config()
+# The stack's own DDS domain, localhost only; the probe below joins it.
+DOMAIN_ID = unique_domain_id()
+_SCRATCH: list[tempfile.TemporaryDirectory[str]] = []  # removed in TestShutdown.tearDownClass
 
 
 @pytest.mark.launch_test
 def generate_test_description() -> LaunchDescription:
+    scratch = tempfile.TemporaryDirectory(prefix="cgrpo_deploy_launch_test_")
+    _SCRATCH.append(scratch)
+    model = write_probe_policy(Path(scratch.name) / "policy.onnx", ROBOT)
     launch_file = os.path.join(
         get_package_share_directory("cgrpo_ros"), "launch", "deploy.launch.py"
     )
-    include = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(launch_file),
-        launch_arguments={"model_path": MODEL, "use_sim": "true"}.items(),
+    # scoped: the variables reach the launched nodes, and this process's environment is
+    # restored after them (pytest runs other tests in it).
+    stack = GroupAction(
+        scoped=True,
+        actions=[
+            SetEnvironmentVariable("ROS_DOMAIN_ID", str(DOMAIN_ID)),
+            SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
+            IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(launch_file),
+                launch_arguments={"model_path": str(model), "use_sim": "true"}.items(),
+            ),
+        ],
     )
-    return LaunchDescription(
-        [OpaqueFunction(function=write_model), include, launch_testing.actions.ReadyToTest()]
-    )
+    return LaunchDescription([stack, launch_testing.actions.ReadyToTest()])
 
 
 class TestDeployStack(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls) -> None:
-        rclpy.init()
-        cls.node = rclpy.create_node("deploy_launch_probe")
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.node.destroy_node()
-        rclpy.shutdown()
-
-    def spin_until(self, condition, timeout: float = TIMEOUT_S) -> bool:  # type: ignore[no-untyped-def]
-        end = self.node.get_clock().now().nanoseconds + int(timeout * 1e9)
-        while self.node.get_clock().now().nanoseconds < end:
-            if condition():
-                return True
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-        return bool(condition())
-
     def test_commands_follow_the_policy_after_enable(self) -> None:
-        states: list[JointState] = []
-        commands: list[Float64MultiArray] = []
-        subs = [
-            self.node.create_subscription(JointState, "/joint_states", states.append, 10),
-            self.node.create_subscription(
-                Float64MultiArray, "/forward_position_controller/commands", commands.append, 10
-            ),
-        ]
-        client = self.node.create_client(SetBool, "/policy_server/enable")
-        try:
-            self.assertTrue(self.spin_until(lambda: bool(states)), "no /joint_states")
-            self.assertTrue(self.spin_until(lambda: bool(commands)), "no commands (holding)")
-            self.assertTrue(client.wait_for_service(timeout_sec=TIMEOUT_S))
-            future = client.call_async(SetBool.Request(data=True))
-            self.assertTrue(self.spin_until(future.done), "~/enable did not answer")
-            self.assertTrue(future.result().success, future.result().message)
-            home = list(states[0].position)
-            self.assertTrue(
-                self.spin_until(
-                    lambda: abs(commands[-1].data[0] - (home[0] + 0.1)) < 1e-3, timeout=10.0
-                ),
-                f"command did not reach the policy target: {list(commands[-1].data)}",
+        env = {"ROS_DOMAIN_ID": str(DOMAIN_ID)}
+        with probe_node(env, "deploy_launch_probe") as (node, executor):
+            check_probe_policy_drives_the_arm(
+                node, lambda timeout: executor.spin_once(timeout_sec=timeout), ROBOT
             )
-        finally:
-            for sub in subs:
-                self.node.destroy_subscription(sub)
-            self.node.destroy_client(client)
 
 
 @launch_testing.post_shutdown_test()
 class TestShutdown(unittest.TestCase):
-    def test_exit_codes(self, proc_info) -> None:  # type: ignore[no-untyped-def]
-        # SIGINT from launch at shutdown: both nodes exit 0 (main() catches the interrupt).
-        launch_testing.asserts.assertExitCodes(proc_info)
+    @classmethod
+    def tearDownClass(cls) -> None:
+        while _SCRATCH:
+            _SCRATCH.pop().cleanup()
+
+    def test_exit_codes(self, proc_info: object) -> None:
+        # SIGINT from launch at shutdown: both nodes exit 0 (their main() stops cleanly).
+        launch_testing.asserts.assertExitCodes(proc_info)  # type: ignore[arg-type]

@@ -1,12 +1,20 @@
-"""launch_testing test of launch/train_sim.launch.py (needs a ROS 2 install with cgrpo_ros built).
+"""launch_testing: the installed train_sim.launch.py trains with two workers and stops cleanly.
 
-Run in a sourced workspace after `colcon build`:
-    launch_test test/launch/test_train_sim_launch.py      (or pytest with launch_testing's plugin)
-Skipped where launch_testing is missing (a pip-only install: it is not on PyPI).
+Needs a ROS 2 install (launch_testing, launch_ros) and cgrpo_ros built with colcon; skipped
+elsewhere. In a sourced workspace (pytest 8.x: launch_testing's plugin does not load under 9):
+    launch_test src/cgrpo_ros/test/launch/test_train_sim_launch.py
+    colcon test --packages-select cgrpo_ros --pytest-args test/launch
+The test takes no launch arguments of its own. It includes the launch file from the installed
+share (ament_index) with its default parameter file (share/cgrpo_ros/config/train_sim.yaml),
+overriding env_id, num_workers, num_policies, num_groups, iterations, steps_per_iteration and
+run_dir (a temporary folder, removed at the end). test/integration/test_training_stack.py runs
+the same nodes with the same parameter file in CI, through `cgrpo train-sim`.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 import unittest
 from pathlib import Path
@@ -18,37 +26,54 @@ pytest.importorskip(
     reason="launch_testing is not installed: it ships with ROS 2 (Jazzy/Kilted), not on PyPI; "
     "`cgrpo train-sim` and test/integration/test_training_stack.py cover the same nodes",
 )
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `launch_test` has no pytest ini
 import launch_testing
 import launch_testing.actions
 import launch_testing.asserts
+from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import IncludeLaunchDescription
+from launch.actions import GroupAction, IncludeLaunchDescription, SetEnvironmentVariable
 from launch.launch_description_sources import PythonLaunchDescriptionSource
+from ros_helpers import unique_domain_id
 
-REPO = Path(__file__).resolve().parents[2]
 UPDATE_TIMEOUT_S = 180.0
+ITERATIONS = 50
+_SCRATCH: list[tempfile.TemporaryDirectory[str]] = []  # removed in the shutdown tests' teardown
 
 
 @pytest.mark.launch_test
 def generate_test_description() -> tuple[LaunchDescription, dict[str, object]]:
-    run_dir = Path(tempfile.mkdtemp(prefix="cgrpo_launch_test_")) / "run"
+    scratch = tempfile.TemporaryDirectory(prefix="cgrpo_train_sim_launch_test_")
+    _SCRATCH.append(scratch)
+    run_dir = Path(scratch.name) / "run"
+    launch_file = os.path.join(
+        get_package_share_directory("cgrpo_ros"), "launch", "train_sim.launch.py"
+    )
     train_sim = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(str(REPO / "launch" / "train_sim.launch.py")),
+        PythonLaunchDescriptionSource(launch_file),
         launch_arguments={
-            "params_file": str(REPO / "config" / "train_sim.yaml"),
             "env_id": "InvertedPendulum-v5",
             "num_workers": "2",
             "num_policies": "2",
             "num_groups": "2",
             # Long enough that the launch is still up when the active test has seen an update;
             # launch_testing then stops it and the learner writes its final files.
-            "iterations": "50",
+            "iterations": str(ITERATIONS),
             "steps_per_iteration": "128",
             "run_dir": str(run_dir),
         }.items(),
     )
+    # Own DDS domain, localhost only; scoped, so this process's environment is restored.
+    stack = GroupAction(
+        scoped=True,
+        actions=[
+            SetEnvironmentVariable("ROS_DOMAIN_ID", str(unique_domain_id())),
+            SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
+            train_sim,
+        ],
+    )
     return (
-        LaunchDescription([train_sim, launch_testing.actions.ReadyToTest()]),
+        LaunchDescription([stack, launch_testing.actions.ReadyToTest()]),
         {"run_dir": run_dir},
     )
 
@@ -59,11 +84,18 @@ class TestTrainSimRuns(unittest.TestCase):
         proc_output.assertWaitFor(  # type: ignore[attr-defined]
             "worker rollout_worker_1: policies [1]", timeout=UPDATE_TIMEOUT_S
         )
-        proc_output.assertWaitFor("iteration 1/50", timeout=UPDATE_TIMEOUT_S)  # type: ignore[attr-defined]
+        proc_output.assertWaitFor(  # type: ignore[attr-defined]
+            f"iteration 1/{ITERATIONS}", timeout=UPDATE_TIMEOUT_S
+        )
 
 
 @launch_testing.post_shutdown_test()
 class TestTrainSimShutdown(unittest.TestCase):
+    @classmethod
+    def tearDownClass(cls) -> None:
+        while _SCRATCH:
+            _SCRATCH.pop().cleanup()
+
     def test_every_node_exits_cleanly(self, proc_info: object) -> None:
         launch_testing.asserts.assertExitCodes(proc_info)  # type: ignore[arg-type]
 
