@@ -12,17 +12,13 @@ import re
 from pathlib import Path
 
 import yaml
+from package_layout import console_scripts, installed_share_files
 
 from cgrpo_ros.nodes.policy_server import DECLARED_PARAMETERS, NODE_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch" / "deploy.launch.py"
 DEPLOY_YAML = ROOT / "config" / "deploy.yaml"
-
-
-def console_scripts() -> set[str]:
-    text = (ROOT / "setup.py").read_text()
-    return set(re.findall(r'"(\w+) = [\w.]+:main"', text))
 
 
 def node_calls() -> list[dict[str, object]]:
@@ -52,7 +48,7 @@ def test_every_executable_is_a_console_script() -> None:
     calls = node_calls()
     assert {c["executable"] for c in calls} == {"policy_server", "sim_bridge"}
     assert all(c["package"] == "cgrpo_ros" for c in calls)
-    assert {str(c["executable"]) for c in calls} <= console_scripts()
+    assert {str(c["executable"]) for c in calls} <= set(console_scripts())
 
 
 def test_every_parameter_file_exists_and_is_installed() -> None:
@@ -60,10 +56,11 @@ def test_every_parameter_file_exists_and_is_installed() -> None:
     joins = re.findall(r'os\.path\.join\(share, ((?:"[^"]+", )*"[^"]+")\)', text)
     files = [Path(*re.findall(r'"([^"]+)"', j)) for j in joins]
     assert Path("config/deploy.yaml") in files and Path("config/robots/arm7.yaml") in files
+    installed = installed_share_files()  # setup.py's data_files, share-relative
     for relative in files:
         assert (ROOT / relative).is_file(), relative
-    setup = (ROOT / "setup.py").read_text()
-    assert 'glob("config/*.yaml")' in setup and 'glob("launch/*.launch.py")' in setup
+        assert str(relative) in installed, f"{relative} is not in setup.py's data_files"
+    assert "launch/deploy.launch.py" in installed
 
 
 def test_deploy_yaml_parameters_are_declared_by_the_node() -> None:
