@@ -55,7 +55,7 @@ def export_policy_onnx(policy: GaussianPolicy, metadata: PolicyMetadata) -> byte
     buffer = io.BytesIO()
     module = _ExportedPolicy(policy).eval()
     with torch.no_grad(), warnings.catch_warnings():
-        # The TorchScript exporter is the one that needs no onnxscript (ENVIRONMENT.md).
+        # TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not a dependency.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             module,
