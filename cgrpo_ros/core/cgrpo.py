@@ -29,8 +29,19 @@ from cgrpo_ros.core.advantages import (
 from cgrpo_ros.core.buffers import RolloutBatch
 from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.core.features import TrajectoryFeatures, cluster_policies
-from cgrpo_ros.core.losses import clipped_surrogate, diversity_penalty, smoothness_penalty
-from cgrpo_ros.core.policy import GaussianPolicy, gaussian_kl, gaussian_log_prob
+from cgrpo_ros.core.losses import (
+    clipped_surrogate,
+    diversity_penalty,
+    masked_mean,
+    smoothness_penalty,
+)
+from cgrpo_ros.core.policy import (
+    GaussianPolicy,
+    gaussian_entropy,
+    gaussian_kl,
+    gaussian_log_prob,
+    stacked_mean_forward,
+)
 from cgrpo_ros.core.reference import ReferencePolicy
 
 
@@ -92,7 +103,7 @@ class CGRPO:
             for _ in range(config.num_policies)
         ]
         self.optimizers = [
-            torch.optim.Adam(p.parameters(), lr=config.learning_rate, eps=1e-5)
+            torch.optim.Adam(p.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
             for p in self.policies
         ]
         # Line 1: before any data every policy is equally good, so pi_ref mixes them all.
@@ -272,89 +283,108 @@ class CGRPO:
         """Minimise -L^CGRPO + L_smooth + L_diversity (+ reference KL) for all policies (Eq. 12).
 
         All policies step together on minibatches of equal count, because Eq. 11 couples them.
+        Each gradient step runs the N policies as one batched network (`stacked_mean_forward`)
+        on one input per policy holding everything the step needs: its minibatch states,
+        their successors (Eq. 10) and, with Eq. 11 on, the other policies' minibatch states
+        (the shared probe set). Each policy's loss reads only its own outputs, so summing the
+        N losses and one backward pass gives each policy exactly its own gradient.
         """
         cfg = self.config
         n = len(self.policies)
-        data = [
-            _PolicyData.build(p, b, a, self.reference)
-            for p, b, a in zip(self.policies, batches, advantages, strict=True)
-        ]
+        data = _UpdateData.build(self.policies, batches, advantages, self.reference)
         steps = [b.num_steps for b in batches]
         num_minibatches = max(1, math.ceil(max(steps) / cfg.minibatch_size))
+        chunks = [math.ceil(t / num_minibatches) for t in steps]
         group_ids = sorted(set(groups.tolist()))
         use_diversity = cfg.diversity_coef > 0 and len(group_ids) > 1
-        sums: dict[str, list[float]] = {k: [0.0] * n for k in _LOSS_STATS}
-        diversity_total, count = 0.0, 0
+        members = [[i for i in range(n) if groups[i] == g] for g in group_ids]
+        epsilon = torch.tensor(epsilons, dtype=torch.float32).unsqueeze(1)  # [N, 1]
+        sums = torch.zeros(len(_LOSS_STATS), n)
+        diversity_total, count = torch.zeros(()), 0
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + self.iteration)
         for _epoch in range(cfg.epochs):
             perms = [torch.randperm(t, generator=generator) for t in steps]
-            for mb in range(num_minibatches):
-                chunks = [math.ceil(t / num_minibatches) for t in steps]
-                idx_all = [
-                    perm[mb * c : (mb + 1) * c] for perm, c in zip(perms, chunks, strict=True)
-                ]
-                total = torch.zeros(())
-                for i in range(n):
-                    if len(idx_all[i]) == 0:
-                        continue
-                    loss, stats = self._policy_loss(i, data[i], idx_all[i], epsilons[i])
-                    total = total + loss
-                    for key, value in stats.items():
-                        sums[key][i] += value
+            epoch = data.epoch(
+                perms,
+                chunks,
+                num_minibatches,
+                with_probe=use_diversity,
+                with_next=cfg.smoothness_coef > 0,
+            )
+            for minibatch in epoch:
+                outputs = stacked_mean_forward(self.policies, minibatch.inputs)
+                loss, stats = self._policy_losses(minibatch, outputs, epsilon)
+                total = loss.sum()
                 if use_diversity:
                     # Eq. 11: mu_g = mean behaviour of group g's policies on shared probe states.
-                    probe = torch.cat([d.obs[idx] for d, idx in zip(data, idx_all, strict=True)])
-                    outputs = [policy(probe) for policy in self.policies]
-                    behaviour = [
-                        torch.stack([outputs[i] for i in range(n) if groups[i] == g]).mean(0)
-                        for g in group_ids
-                    ]
+                    probe = outputs[:, minibatch.probe_rows]
+                    behaviour = [probe[ids].mean(0) for ids in members]
                     diversity = diversity_penalty(behaviour, cfg.diversity_coef, cfg.diversity_tau)
                     total = total + diversity
-                    diversity_total += float(diversity.detach())
+                    diversity_total += diversity.detach()
                 for optimizer in self.optimizers:
                     optimizer.zero_grad(set_to_none=True)
                 total.backward()  # type: ignore[no-untyped-call]
-                for policy, optimizer in zip(self.policies, self.optimizers, strict=True):
+                for i, (policy, optimizer) in enumerate(
+                    zip(self.policies, self.optimizers, strict=True)
+                ):
+                    if not minibatch.has_rows[i]:
+                        # No steps of policy i in this minibatch: its own terms are absent, so
+                        # it steps only on Eq. 11's gradient, which never reaches log_std
+                        # (Adam leaves a parameter without a gradient untouched).
+                        if not use_diversity:
+                            continue
+                        policy.log_std.grad = None
                     torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                     optimizer.step()
+                sums += stats
                 count += 1
-        result = {k: [v / max(count, 1) for v in vals] for k, vals in sums.items()}
-        result["diversity"] = [diversity_total / max(count, 1)]
+        means = (sums / max(count, 1)).tolist()
+        result = {key: means[k] for k, key in enumerate(_LOSS_STATS)}
+        result["diversity"] = [float(diversity_total) / max(count, 1)]
         return result
 
-    def _policy_loss(
-        self, i: int, data: _PolicyData, idx: torch.Tensor, epsilon: float
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Policy i's share of Eq. 12 on one minibatch, and its diagnostics."""
+    def _policy_losses(
+        self, minibatch: _Minibatch, outputs: torch.Tensor, epsilon: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each policy's share of Eq. 12 on one minibatch ([N]) and its diagnostics ([5, N])."""
         cfg = self.config
-        policy = self.policies[i]
-        mean = policy(data.obs[idx])
-        log_std = policy.log_std.expand_as(mean)
-        log_prob = gaussian_log_prob(mean, log_std, data.actions[idx])
-        surrogate = clipped_surrogate(log_prob, data.old_log_prob[idx], data.adv[idx], epsilon)
-        loss = -surrogate - cfg.entropy_coef * policy.entropy()
-        smooth = torch.zeros(())
+        mask = minibatch.real  # None when every step is real (no padding)
+        if minibatch.own_rows is None:
+            mean = outputs[:, : minibatch.width]
+        else:  # policy i's own steps are block i of the shared probe set
+            own = minibatch.own_rows.unsqueeze(-1).expand(-1, -1, outputs.shape[-1])
+            mean = outputs.gather(1, own)
+        log_std = torch.stack([p.log_std for p in self.policies]).unsqueeze(1).expand_as(mean)
+        log_prob = gaussian_log_prob(mean, log_std, minibatch.actions)
+        surrogate = clipped_surrogate(
+            log_prob, minibatch.old_log_prob, minibatch.adv, epsilon, mask
+        )
+        entropy = gaussian_entropy(log_std[:, 0])
+        if mask is not None:  # a policy without steps in this minibatch gets no entropy term
+            entropy = entropy * mask.any(dim=1).to(entropy.dtype)
+        loss = -surrogate - cfg.entropy_coef * entropy
+        smooth = torch.zeros_like(surrogate)
         if cfg.smoothness_coef > 0:
-            pairs = idx[data.has_next[idx]]
-            smooth = smoothness_penalty(
-                policy(data.obs[pairs]), policy(data.obs[pairs + 1]), cfg.smoothness_coef
-            )
-        ref_kl = torch.zeros(())
+            next_outputs = outputs[:, minibatch.next_rows]
+            smooth = smoothness_penalty(mean, next_outputs, cfg.smoothness_coef, minibatch.pairs)
+        ref_kl = torch.zeros_like(surrogate)
         if cfg.use_reference and cfg.reference_coef > 0:
-            kl = gaussian_kl(mean, log_std, data.ref_mean[idx], data.ref_log_std[idx])
-            ref_kl = cfg.reference_coef * kl.mean()
+            kl = gaussian_kl(mean, log_std, minibatch.ref_mean, minibatch.ref_log_std)
+            ref_kl = cfg.reference_coef * masked_mean(kl, mask)
         loss = loss + smooth + ref_kl
         with torch.no_grad():
-            log_ratio = log_prob - data.old_log_prob[idx]
+            log_ratio = log_prob - minibatch.old_log_prob
             ratio = log_ratio.exp()
-            stats = {
-                "clip_fraction": float(((ratio - 1.0).abs() > epsilon).float().mean()),
-                "approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
-                "surrogate": float(surrogate),
-                "smoothness": float(smooth),
-                "reference_kl": float(ref_kl),
-            }
+            stats = torch.stack(
+                [
+                    masked_mean(((ratio - 1.0).abs() > epsilon).float(), mask),
+                    masked_mean((ratio - 1.0) - log_ratio, mask),
+                    surrogate,
+                    smooth,
+                    ref_kl,
+                ]
+            )
         return loss, stats
 
 
@@ -362,10 +392,36 @@ _LOSS_STATS = ("clip_fraction", "approx_kl", "surrogate", "smoothness", "referen
 
 
 @dataclass
-class _PolicyData:
-    """One policy's batch as tensors, with what stays fixed during the update."""
+class _Minibatch:
+    """One gradient step's data for all N policies, padded to a common width B.
 
-    obs: torch.Tensor
+    `inputs[i]` is what policy i's network sees ([R, obs_dim], normalised by policy i): its
+    own B steps, or with Eq. 11 every policy's steps in policy order (the shared probe set,
+    which holds its own steps as block i), then (with Eq. 10) its own steps' successors.
+    """
+
+    width: int  # B
+    real: torch.Tensor | None  # [N, B] True on real steps, False on padding; None: no padding
+    has_rows: list[bool]  # the policy has at least one step in this minibatch
+    inputs: torch.Tensor  # [N, R, obs_dim]
+    actions: torch.Tensor  # [N, B, act_dim]
+    adv: torch.Tensor  # [N, B]
+    old_log_prob: torch.Tensor  # [N, B]
+    ref_mean: torch.Tensor  # [N, B, act_dim]
+    ref_log_std: torch.Tensor  # [N, B, act_dim]
+    pairs: torch.Tensor  # [N, B] real steps whose successor lies in the same episode
+    own_rows: torch.Tensor | None  # [N, B] its own steps' rows among the R; None: the first B
+    probe_rows: slice | torch.Tensor  # the probe states' real rows among the R
+    next_rows: slice  # the successors' rows among the R
+
+
+@dataclass
+class _UpdateData:
+    """All policies' batches as padded tensors [N, T_max, ...], fixed during the update."""
+
+    normalised: torch.Tensor  # [N, sum T, obs_dim]: row i = policy i's view of all batches
+    offsets: list[int]  # where batch j starts along normalised's second axis
+    steps: list[int]
     actions: torch.Tensor
     adv: torch.Tensor
     old_log_prob: torch.Tensor
@@ -376,20 +432,100 @@ class _PolicyData:
     @staticmethod
     @torch.no_grad()
     def build(
-        policy: GaussianPolicy,
-        batch: RolloutBatch,
-        advantages: npt.NDArray[np.float64],
+        policies: Sequence[GaussianPolicy],
+        batches: Sequence[RolloutBatch],
+        advantages: Sequence[npt.NDArray[np.float64]],
         reference: ReferencePolicy,
-    ) -> _PolicyData:
-        obs = torch.as_tensor(batch.obs)
-        actions = torch.as_tensor(batch.actions)
-        ref_mean, ref_log_std = reference.moments(obs)
-        return _PolicyData(
-            obs=obs,
-            actions=actions,
-            adv=torch.as_tensor(advantages, dtype=torch.float32),
-            old_log_prob=policy.log_prob(obs, actions),
-            ref_mean=ref_mean,
-            ref_log_std=ref_log_std,
-            has_next=torch.as_tensor(np.append(~batch.dones[:-1], False)),
+    ) -> _UpdateData:
+        obs = [torch.as_tensor(b.obs) for b in batches]
+        actions = [torch.as_tensor(b.actions) for b in batches]
+        moments = [reference.moments(o) for o in obs]
+        steps = [b.num_steps for b in batches]
+        # The normalisers move only after the update, so each policy's normalised view of
+        # the states is computed once here instead of in every forward pass.
+        everything = torch.cat(obs)
+        normalised = torch.stack([p.normalizer(everything) for p in policies])
+        return _UpdateData(
+            normalised=normalised,
+            offsets=[0, *np.cumsum(steps)[:-1].tolist()],
+            steps=steps,
+            actions=_pad(actions),
+            adv=_pad([torch.as_tensor(a, dtype=torch.float32) for a in advantages]),
+            old_log_prob=_pad(
+                [p.log_prob(o, a) for p, o, a in zip(policies, obs, actions, strict=True)]
+            ),
+            ref_mean=_pad([m for m, _ in moments]),
+            ref_log_std=_pad([s for _, s in moments]),
+            has_next=_pad([torch.as_tensor(np.append(~b.dones[:-1], False)) for b in batches]),
         )
+
+    def epoch(
+        self,
+        perms: Sequence[torch.Tensor],
+        chunks: Sequence[int],
+        num_minibatches: int,
+        *,
+        with_probe: bool,
+        with_next: bool,
+    ) -> list[_Minibatch]:
+        """One epoch's minibatches: policy i's m-th is perms[i][m*c_i : (m+1)*c_i].
+
+        Every index and gather of the epoch happens here, in one tensor operation each, so
+        that a gradient step only slices.
+        """
+        n, m, width = len(perms), num_minibatches, max(chunks)
+        index = torch.zeros(m, n, width, dtype=torch.long)
+        mask = torch.zeros(m, n, width, dtype=torch.bool)
+        for i, (perm, c) in enumerate(zip(perms, chunks, strict=True)):
+            padded = torch.zeros(m * c, dtype=torch.long)
+            padded[: len(perm)] = perm
+            is_real = torch.arange(m * c) < len(perm)
+            index[:, i, :c] = padded.view(m, c)
+            mask[:, i, :c] = is_real.view(m, c)
+        policy = torch.arange(n).view(1, n, 1)
+        own = torch.tensor(self.offsets).view(1, n, 1) + index  # rows of `normalised`
+        columns = [own]
+        own_rows = None
+        if with_probe:
+            columns = [own.reshape(m, 1, n * width).expand(m, n, n * width)]
+            own_rows = torch.arange(n * width).view(n, width)
+        next_start = sum(c.shape[2] for c in columns)
+        if with_next:
+            last = torch.tensor(self.steps).view(1, n, 1) - 1
+            columns.append(own - index + torch.minimum(index + 1, last))
+        inputs = self.normalised[policy, torch.cat(columns, dim=2)]
+        actions, adv = self.actions[policy, index], self.adv[policy, index]
+        old_log_prob = self.old_log_prob[policy, index]
+        ref_mean, ref_log_std = self.ref_mean[policy, index], self.ref_log_std[policy, index]
+        pairs = mask & self.has_next[policy, index]
+        has_rows = mask.any(dim=2).tolist()
+        minibatches = []
+        for k in range(m):
+            real: torch.Tensor | None = None
+            probe_rows: slice | torch.Tensor = slice(0, n * width)
+            if not bool(mask[k].all()):  # padding: only real steps are probe states
+                real = mask[k]
+                probe_rows = torch.nonzero(real.reshape(-1)).squeeze(1)
+            minibatches.append(
+                _Minibatch(
+                    width=width,
+                    real=real,
+                    has_rows=has_rows[k],
+                    inputs=inputs[k],
+                    actions=actions[k],
+                    adv=adv[k],
+                    old_log_prob=old_log_prob[k],
+                    ref_mean=ref_mean[k],
+                    ref_log_std=ref_log_std[k],
+                    pairs=pairs[k],
+                    own_rows=own_rows,
+                    probe_rows=probe_rows,
+                    next_rows=slice(next_start, next_start + (width if with_next else 0)),
+                )
+            )
+        return minibatches
+
+
+def _pad(rows: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stack per-policy tensors of different lengths along a new first axis, zero-padded."""
+    return torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True)

@@ -8,30 +8,53 @@ import torch
 import torch.nn.functional as F
 
 
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the last dimension (the steps), counting only where `mask` is True.
+
+    Leading dimensions are independent (one row per policy in the batched update); a row
+    with no True entry gives 0, as an empty minibatch contributes nothing.
+    """
+    if mask is None:
+        return values.mean(dim=-1)
+    weights = mask.to(values.dtype)
+    return (values * weights).sum(dim=-1) / weights.sum(dim=-1).clamp(min=1.0)
+
+
 def clipped_surrogate(
     log_prob_new: torch.Tensor,
     log_prob_old: torch.Tensor,
     advantages: torch.Tensor,
-    clip_epsilon: float,
+    clip_epsilon: float | torch.Tensor,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Eq. 8: E[min(r_t A-hat, clip(r_t, 1 - eps_g, 1 + eps_g) A-hat)], to be maximised."""
+    """Eq. 8: E[min(r_t A-hat, clip(r_t, 1 - eps_g, 1 + eps_g) A-hat)], to be maximised.
+
+    The expectation runs over the last dimension; with inputs [N, B] (N policies) and
+    `clip_epsilon` a tensor [N, 1] of each policy's eps_g, the result is one value per policy.
+    """
     ratio = torch.exp(log_prob_new - log_prob_old)
     unclipped = ratio * advantages
-    clipped = torch.clamp(ratio, 1.0 - clip_epsilon, 1.0 + clip_epsilon) * advantages
-    return torch.min(unclipped, clipped).mean()
+    eps = torch.as_tensor(clip_epsilon, dtype=ratio.dtype)
+    clipped = torch.clamp(ratio, 1.0 - eps, 1.0 + eps) * advantages
+    return masked_mean(torch.min(unclipped, clipped), mask)
 
 
 def smoothness_penalty(
-    output_t: torch.Tensor, output_next: torch.Tensor, coef: float
+    output_t: torch.Tensor,
+    output_next: torch.Tensor,
+    coef: float,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Eq. 10: lambda_s E[||f_theta(s_{t+1}) - f_theta(s_t)||_2] over consecutive steps.
 
-    The caller passes only pairs inside one episode (never across a reset).
+    Only pairs inside one episode count (never across a reset): the caller passes those
+    alone, or all rows with `mask` True where (t, t+1) is such a pair. Inputs [N, B, A] give
+    one value per policy.
     """
-    if output_t.shape[0] == 0:
-        return output_t.new_zeros(())
+    if output_t.shape[-2] == 0:
+        return output_t.new_zeros(output_t.shape[:-2])
     distance: torch.Tensor = torch.linalg.vector_norm(output_next - output_t, dim=-1)
-    return coef * distance.mean()
+    return coef * masked_mean(distance, mask)
 
 
 def diversity_penalty(

@@ -96,6 +96,10 @@ class GaussianPolicy(nn.Module):
         self.mean_net = nn.Sequential(*layers)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
 
+    def linear_layers(self) -> list[nn.Linear]:
+        """The MLP's affine layers in order (a tanh follows each but the last)."""
+        return [m for m in self.mean_net if isinstance(m, nn.Linear)]
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """f_theta(s): the pre-sampling network output used by Eq. 10."""
         result: torch.Tensor = self.mean_net(self.normalizer(obs))
@@ -112,7 +116,7 @@ class GaussianPolicy(nn.Module):
 
     def entropy(self) -> torch.Tensor:
         """H(pi) of the diagonal Gaussian: state-independent because log_std is."""
-        return (0.5 + 0.5 * math.log(2.0 * math.pi) + self.log_std).sum()
+        return gaussian_entropy(self.log_std)
 
     @torch.no_grad()
     def act(
@@ -124,6 +128,31 @@ class GaussianPolicy(nn.Module):
         noise = torch.randn(mean.shape, generator=generator)
         action = mean + self.log_std.exp() * noise
         return action.numpy().astype(np.float32)
+
+
+def stacked_mean_forward(
+    policies: Sequence[GaussianPolicy], normalised_obs: torch.Tensor
+) -> torch.Tensor:
+    """f_theta of N same-shaped policies at once: [N, B, obs_dim] -> [N, B, act_dim].
+
+    Row i of `normalised_obs` must already be normalised by policy i's normaliser. One
+    batched matmul per layer replaces N module calls; the weights are stacked afresh on every
+    call, so gradients flow to each policy's own parameters.
+    """
+    layers = [policy.linear_layers() for policy in policies]
+    hidden = normalised_obs
+    for depth in range(len(layers[0])):
+        weight = torch.stack([per_policy[depth].weight for per_policy in layers])
+        bias = torch.stack([per_policy[depth].bias for per_policy in layers])
+        hidden = torch.baddbmm(bias.unsqueeze(1), hidden, weight.transpose(1, 2))
+        if depth < len(layers[0]) - 1:
+            hidden = torch.tanh(hidden)
+    return hidden
+
+
+def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
+    """H(N(mu, diag(exp(log_std))^2)), summed over the last dimension."""
+    return (0.5 + 0.5 * math.log(2.0 * math.pi) + log_std).sum(dim=-1)
 
 
 def gaussian_kl(
