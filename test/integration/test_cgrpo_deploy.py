@@ -43,11 +43,13 @@ def write_model(path: Path) -> Path:
     return path
 
 
-def test_cgrpo_deploy_runs_both_nodes_and_stops_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("control_mode", ["event", "timer"])
+def test_cgrpo_deploy_runs_both_nodes_and_stops_cleanly(tmp_path: Path, control_mode: str) -> None:
     env = isolated_ros_env()
     model = write_model(tmp_path / "policy.onnx")
     argv = [sys.executable, "-m", "cgrpo_ros.cli", "deploy", str(model), "--use-sim",
-            "--controller-name", "arm_controller", "--control-rate-hz", "25"]  # fmt: skip
+            "--controller-name", "arm_controller", "--control-rate-hz", "25",
+            "-p", f"control_mode:={control_mode}"]  # fmt: skip
     log = (tmp_path / "deploy.log").open("wb")
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -77,6 +79,7 @@ def test_cgrpo_deploy_runs_both_nodes_and_stops_cleanly(tmp_path: Path) -> None:
             assert all(abs(a - b) < 1e-2 for a, b in zip(commands[-1], ROBOT.home, strict=True))
             assert statuses[-1]["enabled"] is False
             assert statuses[-1]["control_rate_hz"] == pytest.approx(25.0)
+            assert statuses[-1]["control_mode"] == control_mode
     finally:
         proc.send_signal(signal.SIGINT)
         try:
