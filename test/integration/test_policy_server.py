@@ -274,6 +274,12 @@ def test_serves_safely_through_bad_inputs(
     probe.commands.clear()
     probe.statuses.clear()
     proc = start_server(ros_env, probe, models["good"], blend_time_s=0.5, control_mode=control_mode)
+    # Commands the previous test's server sent may still wait in the probe's reader: this
+    # server is up (its status arrived), so anything received so far is not its.
+    probe.run_for(0.3)
+    probe.commands.clear()
+    probe.statuses.clear()
+    assert wait_for(lambda: bool(probe.statuses), STEP_TIMEOUT_S, probe.spin)
     try:
         # 1. Nothing is published before a valid joint state; a partial one is not valid.
         probe.state = joint_state([j for j in joints if j != "joint3"], pose)
@@ -372,6 +378,10 @@ def test_fingertip_policy_steps_the_fingertip_within_the_joint_limits(
     proc = start_server(
         ros_env, probe, models["fingertip_x"], blend_time_s=0.0, control_mode=control_mode
     )
+    probe.run_for(0.3)  # as above: drop what an earlier server sent
+    probe.commands.clear()
+    probe.statuses.clear()
+    assert wait_for(lambda: bool(probe.statuses), STEP_TIMEOUT_S, probe.spin)
     try:
         probe.state = joint_state(joints, pose)
         assert wait_for(lambda: len(probe.commands) > 5, STEP_TIMEOUT_S, probe.spin)
