@@ -1,11 +1,30 @@
-"""policy_server at 500 Hz over loopback DDS: jitter, observation-to-command latency, CPU.
+"""policy_server latency at 500 Hz and 1 kHz, event and timer modes (issues 4 and 15).
 
-    .venv/bin/python benchmarks/deploy_latency.py --duration 60 --out runs/bench/deploy_latency.json
+    .venv/bin/python benchmarks/deploy_latency.py --seconds 60 --out docs/deploy_latency.json
 
-Three processes on one isolated DDS domain: a publisher of /joint_states at --rate stamped
-with wall time, the policy_server (control_rate_hz = --rate, publish_trajectory on, whose
-header.stamp is the stamp of the joint state each command was computed from), and this
-script, which records when each command arrives. Latency = arrival wall time - stamp.
+For each (control mode, executor, rate), three processes on one isolated DDS domain:
+- a simulated robot publishing /joint_states at the rate from its own loop (absolute
+  deadlines, like a driver's control loop), stamped with the wall clock just before publish
+  (test/joint_state_publisher.py);
+- the policy_server (`control_rate_hz` = the rate, `publish_trajectory` on: the trajectory's
+  `header.stamp` is the stamp of the joint state the command was computed from);
+- this script's probe, which records for every command the stamp, the DDS source timestamp
+  (when the server published it), the DDS reception timestamp (when the sample reached the
+  probe's reader) and the time its callback ran.
+
+Figures (JSON keys in parentheses):
+- observation-to-command latency (`p50_obs_to_cmd_ms`, `p99_obs_to_cmd_ms`): reception at the
+  probe's DDS reader minus the joint state's stamp; `..._callback_ms` adds the probe's own
+  Python executor wake-up, a cost of the measurement and not of the server.
+- control-period jitter (`p99_jitter_ms`): |interval between consecutive commands' source
+  timestamps - period|, over the whole window.
+- missed ticks (`missed_tick_fraction`): commands whose interval is over 1.5 periods count
+  round(interval / period) - 1 missing ticks; over all ticks the window should have had.
+- `cpu_fraction`: the server process's CPU time / wall time (1.0 = one core).
+- `load_average`: os.getloadavg() at the start and the end of the window: the machine is
+  shared, so the figures are upper bounds when it is high.
+- `stages_ms`: where a tick's time goes, from the server's own timestamps (`tick_stages_ms`
+  in ~/status, its last 10,000 ticks) and the DDS timestamps above; see docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -13,46 +32,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "test"), str(ROOT / "test" / "integration")]
-
-
-def publisher(rate: float, duration: float) -> None:
-    """Separate process: JointState at `rate` Hz, stamp = wall time at publish."""
-    import rclpy
-    from builtin_interfaces.msg import Time
-    from rclpy.executors import ExternalShutdownException
-    from sensor_msgs.msg import JointState
-
-    from sim_bridge.robot_config import load_robot_config
-
-    robot = load_robot_config()
-    try:
-        with rclpy.init():
-            node = rclpy.create_node("bench_joint_states")
-            pub = node.create_publisher(JointState, "/joint_states", 10)
-            msg = JointState(name=list(robot.joint_names))
-            msg.position, msg.velocity = list(robot.home), [0.0] * robot.num_joints
-
-            def tick() -> None:
-                ns = time.time_ns()
-                msg.header.stamp = Time(sec=ns // 10**9, nanosec=ns % 10**9)
-                pub.publish(msg)
-
-            node.create_timer(1.0 / rate, tick)
-            end = time.monotonic() + duration
-            while rclpy.ok() and time.monotonic() < end:
-                rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+WARM_UP_S = 2.0
+STARTUP_TIMEOUT_S = 90.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -74,20 +67,20 @@ def bare_onnxruntime(model: Path, n: int = 20000) -> dict[str, float]:
     return {"p50": round(float(p50), 4), "p99": round(float(p99), 4)}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rate", type=float, default=500.0)
-    parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--model", type=Path, default=None, help="default: a constant policy")
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--role", default="bench", choices=["bench", "publisher"])
-    args = parser.parse_args()
-    if args.role == "publisher":
-        publisher(args.rate, args.duration + 30)
-        return 0
+def percentiles_ms(values_ns: np.ndarray) -> dict[str, float]:
+    if values_ns.size == 0:
+        return {}
+    p50, p99 = np.percentile(values_ns, [50, 99]) / 1e6
+    return {"p50": round(float(p50), 4), "p99": round(float(p99), 4)}
 
+
+def measure(
+    model: Path, mode: str, executor_kind: str, rate: float, seconds: float
+) -> dict[str, Any]:
+    """One server configuration: start the three processes, record, stop them."""
     import rclpy
     from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
     from ros_helpers import isolated_ros_env, process_output, start_node_process, stop_process
     from std_msgs.msg import String
@@ -95,7 +88,159 @@ def main() -> int:
     from trajectory_msgs.msg import JointTrajectory
 
     env = isolated_ros_env()
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    period_ns = 1e9 / rate
+    server = start_node_process(
+        "cgrpo_ros.nodes.policy_server",
+        env,
+        ros_args=[
+            *("-p", f"model_path:={model}", "-p", f"control_rate_hz:={rate}"),
+            *("-p", f"control_mode:={mode}", "-p", f"executor:={executor_kind}"),
+            *("-p", "publish_trajectory:=true", "-p", "trajectory_topic:=/bench/trajectory"),
+            *("-p", "goal:=[0.45, 0.0, 0.4]", "-p", "status_rate_hz:=1.0"),
+            *("-p", "blend_time_s:=0.0"),
+        ],
+    )
+    pub = subprocess.Popen(
+        [sys.executable, str(ROOT / "test" / "joint_state_publisher.py"), "--rate", str(rate),
+         "--seconds", str(seconds + STARTUP_TIMEOUT_S)],
+        env=env,
+    )  # fmt: skip
+    context = Context()
+    rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]),
+               signal_handler_options=SignalHandlerOptions.NO)  # fmt: skip
+    node = rclpy.create_node("bench_probe", context=context)
+    capacity = int(seconds * rate * 1.2) + 1000
+    rows = np.zeros((capacity, 4), np.int64)  # stamp, source, received, callback (ns)
+    count = [0]
+    recording = [False]
+    statuses: list[dict[str, Any]] = []
+
+    def on_command(msg: JointTrajectory, info: Any) -> None:
+        if recording[0] and count[0] < capacity:
+            stamp = msg.header.stamp
+            rows[count[0]] = (
+                stamp.sec * 1_000_000_000 + stamp.nanosec,
+                info["source_timestamp"],
+                info["received_timestamp"],
+                time.time_ns(),
+            )
+            count[0] += 1
+
+    node.create_subscription(JointTrajectory, "/bench/trajectory", on_command, 1000)
+    node.create_subscription(
+        String, "/policy_server/status", lambda m: statuses.append(json.loads(m.data)), 10
+    )
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+
+    def spin(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.01)
+
+    try:
+        client = node.create_client(SetBool, "/policy_server/enable")
+        end = time.monotonic() + STARTUP_TIMEOUT_S
+        while not (statuses and statuses[-1].get("started")) and time.monotonic() < end:
+            spin(0.1)
+            if server.poll() is not None:
+                raise RuntimeError(f"policy_server exited:\n{process_output(server)}")
+        if not client.wait_for_service(timeout_sec=30):
+            raise RuntimeError(f"no ~/enable service:\n{process_output(server)}")
+        future = client.call_async(SetBool.Request(data=True))
+        while not future.done():
+            spin(0.05)
+        spin(WARM_UP_S)
+        before = statuses[-1]
+        load_start = os.getloadavg()
+        recording[0] = True
+        cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+        spin(seconds)
+        cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0)
+        recording[0] = False
+        load_end = os.getloadavg()
+        n_status = len(statuses)
+        end = time.monotonic() + 5.0
+        while len(statuses) == n_status and time.monotonic() < end:
+            spin(0.1)  # one status from after the window (1 Hz)
+        after = statuses[-1]
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        stop_process(pub)
+        server_code = stop_process(server)
+    r = rows[: count[0]]
+    stamp, source, received, callback = r.T
+    intervals = np.diff(source).astype(np.float64)
+    jitter = np.abs(intervals - period_ns)
+    gaps = np.rint(intervals / period_ns)
+    missed = int(np.sum(np.where(intervals > 1.5 * period_ns, gaps - 1, 0)))
+    latency = received - stamp
+    server_ticks = after["control_period_ms"]["count"] - before["control_period_ms"]["count"]
+    server_missed = after["missed_ticks"] - before["missed_ticks"]
+    result: dict[str, Any] = {
+        "control_mode": mode,
+        "executor": executor_kind,
+        "rate_hz": rate,
+        "seconds": seconds,
+        "commands_received": int(r.shape[0]),
+        "expected_ticks": round(seconds * rate),
+        "p50_obs_to_cmd_ms": percentiles_ms(latency).get("p50"),
+        "p99_obs_to_cmd_ms": percentiles_ms(latency).get("p99"),
+        "max_obs_to_cmd_ms": round(float(latency.max()) / 1e6, 4) if latency.size else None,
+        "p50_obs_to_cmd_callback_ms": percentiles_ms(callback - stamp).get("p50"),
+        "p99_obs_to_cmd_callback_ms": percentiles_ms(callback - stamp).get("p99"),
+        "p50_jitter_ms": percentiles_ms(jitter).get("p50"),
+        "p99_jitter_ms": percentiles_ms(jitter).get("p99"),
+        "max_jitter_ms": round(float(jitter.max()) / 1e6, 4) if jitter.size else None,
+        "missed_tick_fraction": round(missed / max(1, r.shape[0] + missed), 6),
+        "missed_ticks": missed,
+        "server_missed_ticks": server_missed,
+        "server_ticks": server_ticks,
+        "cpu_fraction": round(cpu, 3),
+        "load_average": {
+            "start": [round(x, 2) for x in load_start],
+            "end": [round(x, 2) for x in load_end],
+        },
+        "stages_ms": {
+            "dds_command_delivery": percentiles_ms(received - source),
+            "stamp_to_command_publish": percentiles_ms(source - stamp),
+            "probe_wake_up": percentiles_ms(callback - received),
+            **{
+                k: {q: v[q] for q in ("p50", "p99") if q in v}
+                for k, v in after["tick_stages_ms"].items()
+            },
+        },
+        "server_holds": after["holds"],
+        "fallback_ticks": after["fallback_ticks"] - before["fallback_ticks"],
+        "rate_capped_joint_states": after["rate_capped_joint_states"]
+        - before["rate_capped_joint_states"],
+        "server_exit_code": server_code,
+    }
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rates", type=float, nargs="+", default=[500.0, 1000.0])
+    parser.add_argument("--modes", nargs="+", default=["event", "timer"])
+    parser.add_argument(
+        "--executors",
+        nargs="+",
+        default=["events"],
+        help="executors to run every mode and rate with (events, single_threaded)",
+    )
+    parser.add_argument(
+        "--compare-executors",
+        action="store_true",
+        help="also run event mode at the first rate with the other executor",
+    )
+    parser.add_argument("--seconds", type=float, default=60.0, help="recording window per run")
+    parser.add_argument("--model", type=Path, default=None, help="default: a constant policy")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
     model = args.model
     if model is None:
         from policy_fixtures import (  # type: ignore[import-not-found]
@@ -109,95 +254,40 @@ def main() -> int:
         task = reach_task_spec()
         assert task.rest_action is not None
         model = write_constant_policy(Path(scratch.name) / "constant.onnx", task.rest_action, task)
-    server = start_node_process(
-        "cgrpo_ros.nodes.policy_server",
-        env,
-        ros_args=[
-            *("-p", f"model_path:={model}", "-p", f"control_rate_hz:={args.rate}"),
-            *("-p", "publish_trajectory:=true", "-p", "trajectory_topic:=/bench/trajectory"),
-            *("-p", "goal:=[0.45, 0.0, 0.4]", "-p", "status_rate_hz:=1.0"),
-            *("-p", "blend_time_s:=0.0"),
-        ],
-    )
-    pub = subprocess.Popen(
-        [sys.executable, __file__, "--role", "publisher", "--rate", str(args.rate),
-         "--duration", str(args.duration)],
-        env=env,
-    )  # fmt: skip
-    context = Context()
-    rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]),
-               signal_handler_options=SignalHandlerOptions.NO)  # fmt: skip
-    node = rclpy.create_node("bench_probe", context=context)
-    latencies: list[float] = []
-    statuses: list[dict[str, object]] = []
-    recording = [False]
-
-    def on_command(msg: JointTrajectory) -> None:
-        if recording[0]:
-            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-            latencies.append((time.time_ns() - stamp) / 1e6)
-
-    node.create_subscription(JointTrajectory, "/bench/trajectory", on_command, 100)
-    node.create_subscription(String, "/policy_server/status",
-                             lambda m: statuses.append(json.loads(m.data)), 10)  # fmt: skip
-
-    def spin(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.01)
-
-    from rclpy.executors import SingleThreadedExecutor
-
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    try:
-        client = node.create_client(SetBool, "/policy_server/enable")
-        end = time.monotonic() + 60
-        while not (statuses and statuses[-1].get("started")) and time.monotonic() < end:
-            spin(0.1)
-        client.wait_for_service(timeout_sec=30)
-        future = client.call_async(SetBool.Request(data=True))
-        while not future.done():
-            spin(0.05)
-        spin(2.0)  # warm-up, then reset the node's windows by reading deltas
-        recording[0] = True
-        cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
-        spin(args.duration)
-        cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0)
-        recording[0] = False
-        spin(1.5)
-        status = statuses[-1]
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
-        stop_process(pub)
-        stop_process(server)
-    lat = np.asarray(latencies)
+    configs = [(m, e, r) for e in args.executors for m in args.modes for r in args.rates]
+    if args.compare_executors:
+        for other in ("events", "single_threaded"):
+            if other not in args.executors:
+                configs.append(("event", other, args.rates[0]))
+    runs = []
+    for mode, executor_kind, rate in configs:
+        print(f"measuring {mode} mode, {executor_kind} executor, {rate:g} Hz, "
+              f"{args.seconds:g} s ...", file=sys.stderr, flush=True)  # fmt: skip
+        run = measure(model, mode, executor_kind, rate, args.seconds)
+        print(json.dumps(run), file=sys.stderr, flush=True)
+        runs.append(run)
+    main_executor = args.executors[0]
+    by_mode: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        if run["executor"] == main_executor:
+            by_mode.setdefault(run["control_mode"], {})[f"{run['rate_hz']:g}"] = run
     result = {
-        "rate_hz": args.rate,
-        "duration_s": args.duration,
-        "commands_received": int(lat.size),
-        "obs_to_command_ms": {
-            k: round(float(np.percentile(lat, q)), 4) for k, q in (("p50", 50), ("p99", 99))
+        "command": "python " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
         },
-        "control_jitter_ms": status["control_jitter_ms"],
-        "control_period_ms": status["control_period_ms"],
-        "tick_compute_ms": status["tick_compute_ms"],
-        "inference_in_server_ms": status["inference_ms"],
+        "executor": main_executor,
         "bare_onnxruntime_ms": bare_onnxruntime(model),
-        "server_cpu_share_of_one_core": round(cpu, 3),
-        "holds": status["holds"],
-        "cpus": os.cpu_count(),
+        "modes": by_mode,
+        "runs": runs,
     }
-    print(json.dumps(result, indent=1))
+    print(json.dumps(by_mode, indent=1))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
-    if not lat.size:
-        print(process_output(server), file=sys.stderr)
-        return 1
-    return 0
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0 if all(r["commands_received"] for r in runs) else 1
 
 
 if __name__ == "__main__":

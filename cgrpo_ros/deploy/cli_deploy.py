@@ -104,9 +104,17 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM (systemd, docker stop) stops the nodes like Ctrl-C
 
 
+def _install_stop_handlers() -> None:
+    # SIGINT explicitly too: a process started with SIGINT ignored (a shell's background job,
+    # nohup) inherits SIG_IGN and Python then installs no KeyboardInterrupt handler, so
+    # `kill -INT` would do nothing.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     commands = build_commands(args)
-    signal.signal(signal.SIGTERM, _interrupt)
+    _install_stop_handlers()
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name, argv in commands.items():

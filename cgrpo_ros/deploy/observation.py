@@ -142,6 +142,8 @@ class ObservationBuilder:
         if low.shape != (n,) or high.shape != (n,):
             raise ValueError(f"position bounds need {n} values each (one per config joint)")
         self._clip = {j: (low[k], high[k]) for k, j in enumerate(self.joint_names)}
+        self._low, self._high = low, high
+        self._plan: _BuildPlan | None = None
 
     def check_goal(self, goal: npt.ArrayLike) -> Float32Array:
         """The goal as float32, or ObservationError saying what is wrong with it."""
@@ -173,7 +175,98 @@ class ObservationBuilder:
         velocities: Sequence[float],
         goal: npt.ArrayLike | None,
     ) -> Float32Array:
-        """The observation vector in the model's order; ObservationError if it cannot be."""
+        """The observation vector in the model's order; ObservationError if it cannot be.
+
+        The control tick's path (issue 15): where each entry comes from is worked out once per
+        list of message names and reused while a driver keeps sending the same names; the
+        values are then gathered with numpy. Anything unusual (missing joints, short arrays,
+        NaN, no goal) goes through `build_checked`, which says what is wrong.
+        """
+        plan = self._plan
+        if plan is None or plan.names != names:
+            plan = self._plan = self._make_plan(names)
+        if plan is None or (goal is None and self.goal_size):
+            return self.build_checked(names, positions, velocities, goal)
+        q_all = np.asarray(positions, dtype=np.float64)
+        q = q_all[plan.position_source] if q_all.shape == (len(names),) else None
+        qd = None
+        if self.needs_velocity:
+            qd_all = np.asarray(velocities, dtype=np.float64)
+            qd = qd_all[plan.velocity_source] if qd_all.shape[0] >= len(names) else None
+        if q is None or (qd is None and self.needs_velocity):
+            return self.build_checked(names, positions, velocities, goal)
+        if not np.isfinite(q).all() or (qd is not None and not np.isfinite(qd).all()):
+            return self.build_checked(names, positions, velocities, goal)
+        goal_values: Float32Array | None = None
+        if self.goal_size:
+            goal_values = self.check_goal(goal)  # type: ignore[arg-type]  # not None here
+        q = np.minimum(np.maximum(q, plan.position_low), plan.position_high)
+        out = np.empty(len(self.inputs), dtype=np.float32)
+        out[plan.position_slots] = q[plan.position_of_slot]
+        if qd is not None:
+            out[plan.velocity_slots] = qd
+        if goal_values is not None:
+            out[plan.goal_slots] = goal_values[plan.goal_of_slot]
+        if self.needs_fingertip:
+            assert self._forward_kinematics is not None
+            tip = self._forward_kinematics(q[plan.config_order])
+            out[plan.fingertip_slots] = tip[plan.fingertip_of_slot]
+            if plan.goal_offset_slots.size:
+                goal64 = np.asarray(goal, np.float64).reshape(-1)
+                out[plan.goal_offset_slots] = (goal64[:3] - tip)[plan.goal_offset_of_slot]
+        return out
+
+    def _make_plan(self, names: Sequence[str]) -> _BuildPlan | None:
+        """Index arrays for `build`, or None when the names cannot give an observation."""
+        index: dict[str, int] = {}
+        for k, name in enumerate(names):
+            index.setdefault(name, k)  # the first copy, as `build_checked` reads it
+        if len(index) != len(names) or any(j not in index for j in self.required_joints):
+            return None  # duplicates or missing joints: `build_checked` explains
+        # Positions gathered: the joints position entries name, then every config joint
+        # (forward kinematics) in config order.
+        position_joints = [i.key for i in self.inputs if i.kind == InputKind.JOINT_POSITION]
+        if self.needs_fingertip:
+            position_joints += self.joint_names
+        gathered = list(dict.fromkeys(position_joints))
+        where = {j: k for k, j in enumerate(gathered)}
+        config_index = {j: k for k, j in enumerate(self.joint_names)}
+
+        def slots(kind: InputKind) -> npt.NDArray[np.intp]:
+            return np.array([k for k, i in enumerate(self.inputs) if i.kind == kind], np.intp)
+
+        def keys(kind: InputKind) -> list[str]:
+            return [i.key for i in self.inputs if i.kind == kind]
+
+        velocity_joints = keys(InputKind.JOINT_VELOCITY)
+        return _BuildPlan(
+            names=list(names),
+            position_source=np.array([index[j] for j in gathered], np.intp),
+            position_low=np.array([self._low[config_index[j]] for j in gathered]),
+            position_high=np.array([self._high[config_index[j]] for j in gathered]),
+            position_slots=slots(InputKind.JOINT_POSITION),
+            position_of_slot=np.array([where[j] for j in keys(InputKind.JOINT_POSITION)], np.intp),
+            velocity_source=np.array([index[j] for j in velocity_joints], np.intp),
+            velocity_slots=slots(InputKind.JOINT_VELOCITY),
+            goal_slots=slots(InputKind.GOAL),
+            goal_of_slot=np.array([int(k) for k in keys(InputKind.GOAL)], np.intp),
+            config_order=np.array(
+                [where[j] for j in self.joint_names] if self.needs_fingertip else [], np.intp
+            ),
+            fingertip_slots=slots(InputKind.FINGERTIP),
+            fingertip_of_slot=np.array([int(k) for k in keys(InputKind.FINGERTIP)], np.intp),
+            goal_offset_slots=slots(InputKind.GOAL_OFFSET),
+            goal_offset_of_slot=np.array([int(k) for k in keys(InputKind.GOAL_OFFSET)], np.intp),
+        )
+
+    def build_checked(
+        self,
+        names: Sequence[str],
+        positions: Sequence[float],
+        velocities: Sequence[float],
+        goal: npt.ArrayLike | None,
+    ) -> Float32Array:
+        """`build` entry by entry, with an ObservationError naming what is wrong."""
         index = {name: k for k, name in enumerate(names)}
         missing = [j for j in self.required_joints if j not in index]
         if missing:
@@ -238,6 +331,27 @@ class ObservationBuilder:
         if goal is None:  # parse_obs_names: a layout with goal_offset has goal/0..2
             return {InputKind.FINGERTIP: tip}
         return {InputKind.FINGERTIP: tip, InputKind.GOAL_OFFSET: goal[:3] - tip}
+
+
+@dataclass(frozen=True)
+class _BuildPlan:
+    """Where `build` takes each observation entry from, for one list of message names."""
+
+    names: list[str]
+    position_source: npt.NDArray[np.intp]  # message indices of the gathered positions
+    position_low: FloatArray  # their clip bounds (as ReachTask.observation clips)
+    position_high: FloatArray
+    position_slots: npt.NDArray[np.intp]  # observation entries joint_pos/<j> ...
+    position_of_slot: npt.NDArray[np.intp]  # ... and which gathered position each takes
+    velocity_source: npt.NDArray[np.intp]  # message indices of joint_vel/<j>, slot order
+    velocity_slots: npt.NDArray[np.intp]
+    goal_slots: npt.NDArray[np.intp]
+    goal_of_slot: npt.NDArray[np.intp]
+    config_order: npt.NDArray[np.intp]  # gathered positions in config order (kinematics)
+    fingertip_slots: npt.NDArray[np.intp]
+    fingertip_of_slot: npt.NDArray[np.intp]
+    goal_offset_slots: npt.NDArray[np.intp]
+    goal_offset_of_slot: npt.NDArray[np.intp]
 
 
 def validate_policy_against_robot(meta: PolicyMetadata, robot: RobotConfig) -> list[str]:

@@ -286,8 +286,12 @@ def serve_node(
     refused: type[Exception],
     refused_exit_code: int,
     args: list[str] | None = None,
+    make_executor: Callable[[Node], Any] | None = None,
 ) -> None:
     """main() of a node that only serves callbacks (policy_server, sim_bridge).
+
+    `make_executor(node)` picks the executor (policy_server: its `executor` parameter);
+    default: a SingleThreadedExecutor.
 
     A start it refuses (`refused`: a bad parameter or model) is one log line and
     `refused_exit_code`, no traceback; Ctrl-C and SIGTERM end it with exit code 0.
@@ -312,7 +316,9 @@ def serve_node(
             else:
                 # One thread: rclpy's MultiThreadedExecutor busy-waits a whole core
                 # (docs/benchmarks.md, deployment section).
-                executor = SingleThreadedExecutor()
+                executor = (
+                    SingleThreadedExecutor() if make_executor is None else make_executor(node)
+                )
                 executor.add_node(node)
                 try:
                     spin_until_shutdown(executor, node, stopping=lambda: bool(stop))

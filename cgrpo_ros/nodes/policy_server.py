@@ -1,5 +1,10 @@
 """The `policy_server` node: a trained ONNX policy driving an arm at a fixed control rate.
 
+Control modes (issue 15): `event` (default) ticks when a new /joint_states message arrives,
+capped at `control_rate_hz` (cgrpo_ros/deploy/tick_trigger.py), with a fallback timer for
+the watchdog and holds while the robot is silent; `timer` ticks on a timer at the rate and
+uses the newest joint state. Both run the same tick, so every safety behaviour is shared.
+
 Topics and services (docs/deploy.md):
     subscribes  /joint_states                     sensor_msgs/JointState (by joint name)
     subscribes  ~/goal                            std_msgs/Float64MultiArray (goal/<i> inputs)
@@ -15,15 +20,19 @@ command_gate.py (modes, holds, blend-in, rate limiting), policy_runtime.py (load
 
 from __future__ import annotations
 
+import array
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Duration
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
+from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -40,6 +49,7 @@ from cgrpo_ros.deploy.policy_runtime import (
     load_policy_runtime,
     timed_action,
 )
+from cgrpo_ros.deploy.tick_trigger import FALLBACK_PERIODS, TickTrigger
 from cgrpo_ros.nodes.params import ParamSpec, handle_command_line, serve_node
 from sim_bridge.robot_config import RobotConfig, default_robot_config_path, load_robot_config
 
@@ -69,7 +79,28 @@ DECLARED_PARAMETERS: tuple[tuple[str, Any, str, tuple[float, float] | None, bool
     ("trajectory_topic", "/joint_trajectory_controller/joint_trajectory", "", None, True),
     ("publish_when_disabled", True, "false: silent while disabled.", None, True),
     ("status_rate_hz", 5.0, "Rate of ~/status [Hz].", (0.1, 100.0), True),
+    ("control_mode", "event", "event: tick on each joint state (capped); timer.", None, True),
+    ("executor", "events", "events (rclpy EventsExecutor) or single_threaded.", None, True),
 )
+
+
+class ControlMode(StrEnum):
+    EVENT = "event"  # tick when a joint state arrives, at most control_rate_hz
+    TIMER = "timer"  # tick on a timer at control_rate_hz
+
+
+class ExecutorKind(StrEnum):
+    EVENTS = "events"  # rclpy.experimental.EventsExecutor (C++ event queue)
+    SINGLE_THREADED = "single_threaded"  # rclpy.executors.SingleThreadedExecutor
+
+
+# Parameters whose value must be one of a few words (checked at start, named on refusal).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "control_mode": tuple(m.value for m in ControlMode),
+    "executor": tuple(k.value for k in ExecutorKind),
+}
+# A control period longer than this many periods counts its missing ticks as missed.
+MISSED_TICK_PERIODS = 1.5
 
 
 class StartupError(RuntimeError):
@@ -80,9 +111,9 @@ class StartupError(RuntimeError):
 class LatestJointState:
     """The newest /joint_states message, as the control tick reads it."""
 
-    names: list[str]
-    positions: list[float]
-    velocities: list[float]
+    names: Sequence[str]  # the message's own sequences, not copies (a new message each time)
+    positions: Sequence[float]
+    velocities: Sequence[float]
     stamp_ns: int
     received: float  # time.monotonic() at arrival: the watchdog's clock
 
@@ -105,6 +136,8 @@ class PolicyServerNode(Node):
         self.dt = 1.0 / rate
         self.timeout_s = float(p["observation_timeout_s"])
         self.publish_when_disabled = bool(p["publish_when_disabled"])
+        self.control_mode = ControlMode(p["control_mode"])
+        self.executor_kind = ExecutorKind(p["executor"])
         self.gate = CommandGate(
             lower=self.robot.lower,
             upper=self.robot.upper,
@@ -120,28 +153,50 @@ class PolicyServerNode(Node):
         self.last_error = ""
         self.periods, self.jitter = WindowStats(), WindowStats()
         self.inference, self.compute = WindowStats(), WindowStats()
+        # Where a tick's time goes (docs/benchmarks.md): the joint state's age when the tick
+        # starts (its header stamp against the wall clock: DDS delivery + executor wake-up,
+        # plus the wait for the timer in timer mode), then each step of the tick.
+        self.stages = {
+            name: WindowStats()
+            for name in ("stamp_to_tick", "observation", "inference", "limiter", "publish")
+        }
+        self.missed_ticks = 0
+        self.fallback_ticks = 0
         self._last_tick: float | None = None
+        self.trigger = TickTrigger(self.dt)
 
         controller = str(p["controller_name"]) or self.robot.controller_name
         self.command_topic = f"/{controller}/commands"
         self.command_pub = self.create_publisher(Float64MultiArray, self.command_topic, 10)
+        # One message of each kind, filled in place every tick (no allocation in the tick).
+        self._command_msg, self._command_data = _command_message(self.robot.num_joints)
         self.trajectory_pub = None
         if p["publish_trajectory"]:
             topic = str(p["trajectory_topic"])
             self.trajectory_pub = self.create_publisher(JointTrajectory, topic, 10)
+            self._trajectory_msg, self._trajectory_positions = _trajectory_message(
+                self.robot.joint_names, self.dt
+            )
         self.status_pub = self.create_publisher(String, "~/status", 10)
-        self.create_subscription(JointState, "/joint_states", self.on_joint_state, 10)
+        # Depth 1: after any delay only the newest joint state is taken; an older one queued
+        # behind it would be a tick computed from the past.
+        self.create_subscription(JointState, "/joint_states", self.on_joint_state, 1)
         self.create_subscription(Float64MultiArray, "~/goal", self.on_goal, 10)
         self.create_service(SetBool, "~/enable", self.on_enable_request)
         self.create_service(Trigger, "~/estop", self.on_estop_request)
         self.create_service(Trigger, "~/reset_estop", self.on_reset_estop_request)
         self.reload_srv = self.create_service(Trigger, "~/reload", self.on_reload_request)
         self.add_on_set_parameters_callback(self.on_set_parameters)
-        self.control_timer = self.create_timer(self.dt, self.on_control_tick)
+        if self.control_mode is ControlMode.TIMER:
+            self.control_timer = self.create_timer(self.dt, self.on_control_tick)
+        else:  # restarted by every tick: fires only when no joint state came for a while
+            fallback_s = FALLBACK_PERIODS * self.dt
+            self.control_timer = self.create_timer(fallback_s, self.on_fallback_tick)
         self.status_timer = self.create_timer(1.0 / float(p["status_rate_hz"]), self.publish_status)
         self.get_logger().info(
             f"serving {self.runtime.path} (policy {self.runtime.policy.metadata.policy_id} "
-            f"v{self.runtime.policy.metadata.policy_version}) at {rate} Hz on "
+            f"v{self.runtime.policy.metadata.policy_version}) at {rate} Hz "
+            f"({self.control_mode.value} mode, {self.executor_kind.value} executor) on "
             f"{self.command_topic}; DISABLED until ~/enable, holding the first joint state"
         )
 
@@ -157,6 +212,8 @@ class PolicyServerNode(Node):
                 ]
             if name == "robot_config":
                 default = _default_robot_config()
+            if name in CHOICES:
+                descriptor.additional_constraints = "one of: " + ", ".join(CHOICES[name])
             try:
                 values[name] = self.declare_parameter(name, default, descriptor).value
             except ParameterException as err:
@@ -164,6 +221,11 @@ class PolicyServerNode(Node):
                 raise StartupError(
                     f"refusing to start: parameter '{name}' refused: {err}. Allowed: {allowed}"
                 ) from None
+            if name in CHOICES and values[name] not in CHOICES[name]:
+                raise StartupError(
+                    f"refusing to start: parameter '{name}' = {str(values[name])[:80]!r}; "
+                    f"allowed: one of {', '.join(CHOICES[name])}"
+                )
         return values
 
     def _load_robot(self, path: str) -> RobotConfig:
@@ -192,13 +254,17 @@ class PolicyServerNode(Node):
 
     # -- inputs --------------------------------------------------------------------------------
     def on_joint_state(self, msg: JointState) -> None:
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        now = time.monotonic()
+        stamp = msg.header.stamp
         state = LatestJointState(
-            list(msg.name), list(msg.position), list(msg.velocity), stamp_ns, time.monotonic()
+            msg.name, msg.position, msg.velocity, stamp.sec * 1_000_000_000 + stamp.nanosec, now
         )
         self.latest = state
         if not self.gate.started:
             self._start_from(state)
+        elif self.control_mode is ControlMode.EVENT and self.trigger.on_joint_state(now):
+            self.control_timer.reset()  # the fallback waits for silence again
+            self._tick(now)
 
     def _start_from(self, state: LatestJointState) -> bool:
         """Hold the measured pose; only a message with every config joint, finite, will do."""
@@ -230,31 +296,55 @@ class PolicyServerNode(Node):
 
     # -- the control loop ----------------------------------------------------------------------
     def on_control_tick(self) -> None:
-        start = time.monotonic()
-        if self._last_tick is not None:
-            self.periods.add(start - self._last_tick)
-            self.jitter.add(abs(start - self._last_tick - self.dt))
+        """Timer mode: every period."""
+        self._tick(time.monotonic())
+
+    def on_fallback_tick(self) -> None:
+        """Event mode: no joint state for FALLBACK_PERIODS periods (watchdog, holds)."""
+        now = time.monotonic()
+        self.trigger.on_fallback(now)
+        self.fallback_ticks += 1
+        self._tick(now)
+
+    def _tick(self, start: float) -> None:
+        """One control tick: observation, policy, command gate, publish. No logging, no
+        JSON, no allocation beyond numpy's small arrays on the normal path."""
+        last = self._last_tick
+        if last is not None:
+            period = start - last
+            self.periods.add(period)
+            self.jitter.add(abs(period - self.dt))
+            if period > MISSED_TICK_PERIODS * self.dt:
+                self.missed_ticks += round(period / self.dt) - 1
         self._last_tick = start
         state, runtime = self.latest, self.runtime  # one read each: swaps land between ticks
         if state is None or not self.gate.started:
             return  # nothing is ever published before a first valid joint state
         if self.gate.mode is Mode.DISABLED and not self.publish_when_disabled:
             return
+        self.stages["stamp_to_tick"].add((time.time_ns() - state.stamp_ns) * 1e-9)
         action, reason = None, None
         if self.gate.mode is Mode.ENABLED:
             action, reason = self._policy_action(state, runtime, start)
+        limiter_start = time.monotonic()
         command = self.gate.tick(action, reason)
-        self.command_pub.publish(Float64MultiArray(data=command.tolist()))
+        publish_start = time.monotonic()
+        self.stages["limiter"].add(publish_start - limiter_start)
+        self._command_data[:] = command
+        self.command_pub.publish(self._command_msg)
         if self.trajectory_pub is not None:
             self._publish_trajectory(command, state.stamp_ns)
         self.commands_published += 1
-        self.compute.add(time.monotonic() - start)
+        end = time.monotonic()
+        self.stages["publish"].add(end - publish_start)
+        self.compute.add(end - start)
 
     def _policy_action(
         self, state: LatestJointState, runtime: PolicyRuntime, now: float
     ) -> tuple[np.ndarray | None, HoldReason | None]:
         if now - state.received > self.timeout_s:
             return None, HoldReason.STALE_OBSERVATION
+        build_start = time.monotonic()
         try:
             obs = runtime.builder.build(state.names, state.positions, state.velocities, self.goal)
         except NonFiniteObservationError as err:
@@ -263,8 +353,10 @@ class PolicyServerNode(Node):
         except ObservationError as err:
             self._warn(str(err))
             return None, HoldReason.BAD_OBSERVATION
+        self.stages["observation"].add(time.monotonic() - build_start)
         action, seconds = timed_action(runtime, obs)
         self.inference.add(seconds)
+        self.stages["inference"].add(seconds)
         if not np.isfinite(action).all():
             self._warn(f"policy output {action.tolist()} is not finite; holding")
             return None, HoldReason.NONFINITE_ACTION
@@ -276,13 +368,9 @@ class PolicyServerNode(Node):
         self.get_logger().warning(why, throttle_duration_sec=WARN_THROTTLE_S)
 
     def _publish_trajectory(self, command: np.ndarray, stamp_ns: int) -> None:
-        msg = JointTrajectory()
+        msg = self._trajectory_msg
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-        msg.joint_names = list(self.robot.joint_names)
-        nanosec = round(self.dt * 1e9)
-        point = JointTrajectoryPoint(positions=command.tolist())
-        point.time_from_start = Duration(sec=nanosec // 1_000_000_000, nanosec=nanosec % 10**9)
-        msg.points = [point]
+        self._trajectory_positions[:] = command
         self.trajectory_pub.publish(msg)  # type: ignore[union-attr]  # only called when set
 
     # -- services ------------------------------------------------------------------------------
@@ -382,8 +470,43 @@ class PolicyServerNode(Node):
             "control_period_ms": self.periods.summary(),
             "control_jitter_ms": self.jitter.summary(),
             "control_rate_hz": round(1.0 / self.dt, 3),
+            "control_mode": self.control_mode.value,
+            "executor": self.executor_kind.value,
+            "missed_ticks": self.missed_ticks,
+            "fallback_ticks": self.fallback_ticks,
+            "rate_capped_joint_states": self.trigger.refused,
+            "tick_stages_ms": {name: w.summary() for name, w in self.stages.items()},
         }
         self.status_pub.publish(String(data=json.dumps(status)))
+
+
+def _command_message(num_joints: int) -> tuple[Float64MultiArray, np.ndarray]:
+    """A command message and a numpy view of its data, written in place each tick."""
+    msg = Float64MultiArray(data=array.array("d", [0.0] * num_joints))
+    return msg, np.frombuffer(msg.data, dtype=np.float64)
+
+
+def _trajectory_message(
+    joint_names: Sequence[str], dt: float
+) -> tuple[JointTrajectory, np.ndarray]:
+    """A one-point trajectory (time_from_start = one period) and a view of its positions."""
+    msg = JointTrajectory(joint_names=list(joint_names))
+    nanosec = round(dt * 1e9)
+    point = JointTrajectoryPoint(positions=array.array("d", [0.0] * len(joint_names)))
+    point.time_from_start = Duration(sec=nanosec // 1_000_000_000, nanosec=nanosec % 10**9)
+    msg.points = [point]
+    return msg, np.frombuffer(msg.points[0].positions, dtype=np.float64)
+
+
+def make_executor(node: Node) -> Executor:
+    """The executor the node's `executor` parameter names (measured in docs/benchmarks.md)."""
+    if getattr(node, "executor_kind", None) is ExecutorKind.EVENTS:
+        from rclpy.experimental.events_executor import EventsExecutor
+
+        return EventsExecutor(context=node.context)
+    from rclpy.executors import SingleThreadedExecutor
+
+    return SingleThreadedExecutor(context=node.context)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -398,7 +521,9 @@ def main(args: list[str] | None = None) -> None:
         for name, default, description, limits, read_only in DECLARED_PARAMETERS
     ]
     handle_command_line(NODE_NAME, __doc__, specs, args)
-    serve_node(NODE_NAME, PolicyServerNode, StartupError, EXIT_REFUSED_TO_START, args)
+    serve_node(
+        NODE_NAME, PolicyServerNode, StartupError, EXIT_REFUSED_TO_START, args, make_executor
+    )
 
 
 if __name__ == "__main__":

@@ -27,12 +27,14 @@ ROBOT = load_robot_config()
 STARTUP_TIMEOUT_S = 40.0
 
 
-def test_cgrpo_deploy_runs_both_nodes_and_stops_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("control_mode", ["event", "timer"])
+def test_cgrpo_deploy_runs_both_nodes_and_stops_cleanly(tmp_path: Path, control_mode: str) -> None:
     env = isolated_ros_env()
     # The model and the checks of test/launch/test_deploy_launch.py (deploy.launch.py).
     model = write_probe_policy(tmp_path / "policy.onnx", ROBOT)
     argv = [sys.executable, "-m", "cgrpo_ros.cli", "deploy", str(model), "--use-sim",
-            "--controller-name", "arm_controller", "--control-rate-hz", "25"]  # fmt: skip
+            "--controller-name", "arm_controller", "--control-rate-hz", "25",
+            "-p", f"control_mode:={control_mode}"]  # fmt: skip
     log = (tmp_path / "deploy.log").open("wb")
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -50,6 +52,7 @@ def test_cgrpo_deploy_runs_both_nodes_and_stops_cleanly(tmp_path: Path) -> None:
             # The flags reach the nodes: a 25 Hz loop, a renamed controller topic (below).
             assert statuses[-1]["enabled"] is False
             assert statuses[-1]["control_rate_hz"] == pytest.approx(25.0)
+            assert statuses[-1]["control_mode"] == control_mode
             try:
                 check_probe_policy_drives_the_arm(
                     node, spin, ROBOT, command_topic="/arm_controller/commands"

@@ -87,12 +87,16 @@ def probe() -> Iterator[tuple[DeployProbe, dict[str, str]]]:
         yield p, env
 
 
+@pytest.mark.parametrize("control_mode", ["event", "timer"])
 def test_deployed_return_matches_in_process(
-    trained: dict[str, Any], probe: tuple[DeployProbe, dict[str, str]]
+    trained: dict[str, Any], probe: tuple[DeployProbe, dict[str, str]], control_mode: str
 ) -> None:
+    """In both control modes (issue 15): event ticks on every other joint state of the
+    100 Hz sim_bridge (capped at 50 Hz), timer ticks at 50 Hz on its own phase."""
     p, env = probe
     # A 10 Hz status (deploy.yaml: 5 Hz) confirms each goal sooner; it changes no control.
-    with deployment(env, trained["path"], extra=["status_rate_hz:=10.0"]) as deployed:
+    extra = ["status_rate_hz:=10.0", f"control_mode:={control_mode}"]
+    with deployment(env, trained["path"], extra=extra) as deployed:
         p.wait_started(deployed)
         episodes = [p.run_episode(TASK, goal) for goal in trained["in_process"].goals]
         p.enable(False)
@@ -112,7 +116,8 @@ def test_deployed_return_matches_in_process(
     got = float(np.mean(deployed_returns))
     distances = [e.final_distance for e in episodes]
     report = (
-        f"trained {trained['train_s']:.0f}s; mean return over {EPISODES} episodes: in-process "
+        f"{control_mode} mode: trained {trained['train_s']:.0f}s; mean return over "
+        f"{EPISODES} episodes: in-process "
         f"{in_process:.2f}, deployed over DDS {got:.2f} "
         f"(per episode {np.round(deployed_returns, 2).tolist()}); success rate in-process "
         f"{np.mean(ours.successes):.2f}, deployed {np.mean([e.success for e in episodes]):.2f}; "

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,12 +216,26 @@ def assert_within_limits(commands: list[list[float]]) -> None:
     assert (np.abs(np.diff(steps, axis=0)) <= a_step * (1 + 1e-6) + 1e-9).all()
 
 
+# Every serving test runs in both control modes (issue 15): ticks on joint-state arrival
+# (capped at the rate, timer fallback) and ticks on a timer.
+CONTROL_MODES = ["event", "timer"]
+
+
 def start_server(
-    ros_env: dict[str, str], probe: Probe, model: Path, *, blend_time_s: float
+    ros_env: dict[str, str],
+    probe: Probe,
+    model: Path,
+    *,
+    blend_time_s: float,
+    control_mode: str,
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     """A policy server serving `model`, started and seen publishing its status."""
     args = ["-p", f"model_path:={model}", "-p", f"blend_time_s:={blend_time_s}"]
     args += ["-p", "goal:=[0.45, 0.0, 0.4]", "-p", "status_rate_hz:=20.0"]
+    args += ["-p", f"control_mode:={control_mode}"]
+    for item in extra:
+        args += ["-p", item]
     proc = start_node_process(SERVER, ros_env, ros_args=args)
     if not wait_for(lambda: bool(probe.statuses), STARTUP_TIMEOUT_S, probe.spin):
         stop_process(proc)
@@ -228,12 +243,21 @@ def start_server(
     return proc
 
 
+@pytest.mark.parametrize("control_mode", CONTROL_MODES)
 def test_serves_safely_through_bad_inputs(
-    ros_env: dict[str, str], models: dict[str, Path], probe: Probe
+    ros_env: dict[str, str], models: dict[str, Path], probe: Probe, control_mode: str
 ) -> None:
     joints = list(ROBOT.joint_names)
     pose = dict(zip(joints, ROBOT.home, strict=True))
-    proc = start_server(ros_env, probe, models["good"], blend_time_s=0.5)
+    probe.commands.clear()
+    probe.statuses.clear()
+    proc = start_server(ros_env, probe, models["good"], blend_time_s=0.5, control_mode=control_mode)
+    # Commands the previous test's server sent may still wait in the probe's reader: this
+    # server is up (its status arrived), so anything received so far is not its.
+    probe.run_for(0.3)
+    probe.commands.clear()
+    probe.statuses.clear()
+    assert wait_for(lambda: bool(probe.statuses), STEP_TIMEOUT_S, probe.spin)
     try:
         # 1. Nothing is published before a valid joint state; a partial one is not valid.
         probe.state = joint_state([j for j in joints if j != "joint3"], pose)
@@ -248,6 +272,7 @@ def test_serves_safely_through_bad_inputs(
         assert wait_for(lambda: len(probe.commands) > 5, STEP_TIMEOUT_S, probe.spin)
         np.testing.assert_allclose(probe.commands[-1][1], ROBOT.home, atol=1e-12)
         assert probe.status()["mode"] == "disabled"
+        assert probe.status()["control_mode"] == control_mode
 
         # 3. Enable: the policy target is reached smoothly through the limiter.
         assert probe.call(SetBool, "/policy_server/enable", SetBool.Request(data=True)).success
@@ -318,8 +343,9 @@ def test_serves_safely_through_bad_inputs(
     assert_within_limits([c for _, c in probe.commands])
 
 
+@pytest.mark.parametrize("control_mode", CONTROL_MODES)
 def test_fingertip_policy_steps_the_fingertip_within_the_joint_limits(
-    ros_env: dict[str, str], models: dict[str, Path], probe: Probe
+    ros_env: dict[str, str], models: dict[str, Path], probe: Probe, control_mode: str
 ) -> None:
     """A fingertip_delta policy asking for +x: joint commands whose fingertip moves along +x
     (damped least squares from the last command, as in training), rate-limited as always."""
@@ -327,7 +353,13 @@ def test_fingertip_policy_steps_the_fingertip_within_the_joint_limits(
     pose = dict(zip(joints, ROBOT.home, strict=True))
     probe.commands.clear()
     probe.statuses.clear()
-    proc = start_server(ros_env, probe, models["fingertip_x"], blend_time_s=0.0)
+    proc = start_server(
+        ros_env, probe, models["fingertip_x"], blend_time_s=0.0, control_mode=control_mode
+    )
+    probe.run_for(0.3)  # as above: drop what an earlier server sent
+    probe.commands.clear()
+    probe.statuses.clear()
+    assert wait_for(lambda: bool(probe.statuses), STEP_TIMEOUT_S, probe.spin)
     try:
         probe.state = joint_state(joints, pose)
         assert wait_for(lambda: len(probe.commands) > 5, STEP_TIMEOUT_S, probe.spin)
@@ -367,3 +399,107 @@ def set_model_path(probe: Probe, path: Path) -> None:
     request = SetParameters.Request(parameters=[ParameterMsg(name="model_path", value=value)])
     reply = probe.call(SetParameters, "/policy_server/set_parameters", request)
     assert reply.results[0].successful, reply.results[0].reason
+
+
+@contextmanager
+def cpu_hogs(count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`count` processes spinning a core each, killed on exit whatever happened."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        for _ in range(count)
+    ]
+    try:
+        yield hogs
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait(timeout=10)
+
+
+@pytest.mark.parametrize("control_mode", CONTROL_MODES)
+def test_commands_stay_within_the_limits_under_cpu_load(
+    ros_env: dict[str, str], models: dict[str, Path], control_mode: str
+) -> None:
+    """500 Hz with both cores busy (two spinning processes beside a 500 Hz robot): late and
+    skipped ticks, but every published command still within v·dt, a·dt² and the bounds of
+    the one before it, through enable, disable, e-stop and re-enable while moving.
+
+    Consecutive commands are told apart by their DDS publication sequence numbers, so a
+    command the probe itself missed under load is never mistaken for a jump."""
+    rate = 500.0
+    dt = 1.0 / rate
+    commands: list[tuple[int, list[float]]] = []
+    statuses: list[dict[str, Any]] = []
+    robot = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parents[1] / "joint_state_publisher.py"),
+         "--rate", str(rate), "--seconds", "120"],
+        env=ros_env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    server = start_node_process(
+        SERVER,
+        ros_env,
+        ros_args=[
+            *("-p", f"model_path:={models['good']}", "-p", f"control_rate_hz:={rate}"),
+            *("-p", f"control_mode:={control_mode}", "-p", "blend_time_s:=0.0"),
+            *("-p", "status_rate_hz:=5.0", "-p", "goal:=[0.45, 0.0, 0.4]"),
+        ],
+    )
+    try:
+        with probe_node(ros_env, f"load_probe_{control_mode}") as (node, executor):
+            p = Probe(node=node, executor=executor)
+
+            def on_command(msg: Float64MultiArray, info: Any) -> None:
+                commands.append((int(info["publication_sequence_number"]), list(msg.data)))
+
+            node.create_subscription(Float64MultiArray, ROBOT.command_topic, on_command, 10000)
+            node.create_subscription(
+                String, "/policy_server/status", lambda m: statuses.append(json.loads(m.data)), 10
+            )
+            assert wait_for(
+                lambda: bool(statuses) and statuses[-1]["started"], STARTUP_TIMEOUT_S, p.spin
+            ), process_output(server)
+            with cpu_hogs(2):
+                for service, request, seconds in [
+                    (SetBool, SetBool.Request(data=True), 1.0),  # blend 0: at the limits
+                    (SetBool, SetBool.Request(data=False), 0.5),  # hold while moving: brake
+                    (SetBool, SetBool.Request(data=True), 0.3),
+                    (Trigger, Trigger.Request(), 0.5),  # e-stop while moving
+                    (Trigger, Trigger.Request(), 0.1),  # reset
+                    (SetBool, SetBool.Request(data=True), 1.0),
+                ]:
+                    name = {SetBool: "/policy_server/enable"}.get(service)
+                    if service is Trigger:
+                        name = (
+                            "/policy_server/reset_estop"
+                            if statuses[-1]["mode"] == "estop"
+                            else "/policy_server/estop"
+                        )
+                    reply = p.call(service, name, request)
+                    assert reply.success, (name, reply.message)
+                    p.run_for(seconds)
+                p.run_for(0.5)
+            status = statuses[-1]
+            assert server.poll() is None, process_output(server)
+    finally:
+        robot.terminate()
+        robot.wait(timeout=10)
+        code = stop_process(server, timeout=10)
+    assert code == 0, process_output(server)
+    sequence = np.array([s for s, _ in commands])
+    c = np.array([c for _, c in commands])
+    assert c.shape[0] > 500, c.shape
+    assert np.isfinite(c).all()
+    assert (c >= ROBOT.lower - 1e-12).all() and (c <= ROBOT.upper + 1e-12).all()
+    # Steps and second differences only between commands the server sent one after another.
+    consecutive = np.diff(sequence) == 1
+    assert consecutive.mean() > 0.9, f"the probe missed {np.sum(~consecutive)} commands"
+    steps = np.diff(c, axis=0)
+    v_step = np.asarray(ROBOT.velocity_limit) * dt
+    assert (np.abs(steps[consecutive]) <= v_step * (1 + 1e-9) + 1e-12).all()
+    both = consecutive[1:] & consecutive[:-1]
+    a_step = np.asarray(ROBOT.acceleration_limit) * dt * dt
+    assert (np.abs(np.diff(steps, axis=0)[both]) <= a_step * (1 + 1e-6) + 1e-9).all()
+    # It did move at the limits: the check above had something to check.
+    assert np.abs(c - ROBOT.home_array).max() > 0.1
+    assert sum(status["limiting"]["velocity_count"].values()) > 0, status["limiting"]
+    assert status["holds"].get("estop", 0) > 0 and status["holds"].get("disabled", 0) > 0

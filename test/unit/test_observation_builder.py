@@ -231,3 +231,49 @@ def test_gate_never_passes_nan_and_blends_in() -> None:
     first = g.tick(target)
     # Blend: after one tick only dt / blend_time of the way (and within the limiter).
     assert np.all(np.abs(first - ROBOT.home_array) <= 0.05 * ROBOT.control_period_s + 1e-12)
+
+
+@pytest.mark.parametrize("layout", ["fingertip", "joints_only"])
+def test_cached_build_equals_the_checked_build(layout: str) -> None:
+    """The tick's path (names planned once, numpy gathers) against `build_checked`, which
+    reads entry by entry: the same float32 values for the same message, bit for bit, over
+    reordered and extra joints, out-of-bound positions, and a plan reused across messages."""
+    obs_names = (
+        TASK.observation_names()
+        if layout == "fingertip"
+        else [f"joint_vel/{j}" for j in reversed(JOINTS)] + [f"joint_pos/{j}" for j in JOINTS[:5]]
+    )
+    b = ObservationBuilder(
+        obs_names,
+        JOINTS,
+        position_lower=ROBOT.lower,
+        position_upper=ROBOT.upper,
+        forward_kinematics=TASK.fingertip,
+    )
+    rng = np.random.default_rng(3)
+    names = ["gripper", *reversed(JOINTS), "wheel"]
+    for k in range(50):
+        if k == 25:
+            names = list(rng.permutation(names))  # a new list of names: a new plan
+        q = rng.uniform(-3.5, 3.5, len(names))  # some beyond the joint limits: clipped
+        qd = rng.normal(0.0, 1.0, len(names))
+        goal = rng.uniform(-0.5, 0.5, 3)
+        fast = b.build(list(names), q.tolist(), qd.tolist(), goal)
+        checked = b.build_checked(list(names), q.tolist(), qd.tolist(), goal)
+        assert fast.dtype == np.float32
+        assert np.array_equal(fast, checked), (k, fast - checked)
+
+
+def test_cached_build_reports_what_the_checked_build_reports() -> None:
+    b = builder()
+    names = list(JOINTS)
+    q, qd = [Q[j] for j in JOINTS], [QD[j] for j in JOINTS]
+    b.build(names, q, qd, GOAL)  # a plan for these names exists now
+    with pytest.raises(NonFiniteObservationError, match="joint_vel of 'joint2'"):
+        b.build(names, q, [qd[0], float("nan"), *qd[2:]], GOAL)
+    with pytest.raises(ObservationError, match="7 names but 6 positions"):
+        b.build(names, q[:6], qd, GOAL)
+    with pytest.raises(ObservationError, match="no goal set"):
+        b.build(names, q, qd, None)
+    with pytest.raises(ObservationError, match=r"lacks joint\(s\) \['joint3'\]"):
+        b.build([j for j in names if j != "joint3"], q[:6], qd[:6], GOAL)

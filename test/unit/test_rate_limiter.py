@@ -172,3 +172,62 @@ def test_constant_target_reached_exactly_without_overshoot(
     outputs = [float(limiter.limit([target], dt)[0]) for _ in range(bound + 3)]
     assert all(low <= out <= high for out in outputs), "overshoot"
     assert outputs[max(bound - 1, 0) :] == [target] * (len(outputs) - max(bound - 1, 0))
+
+
+class VectorisedReference:
+    """The numpy `limit` the per-joint loop replaced (issue 15), kept here as its oracle:
+    the same formulas on whole arrays. The loop must give the same commands bit for bit."""
+
+    def __init__(self, v: np.ndarray, a: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
+        self.v = np.nan_to_num(v, nan=np.inf)
+        self.a = np.nan_to_num(a, nan=np.inf)
+        self.low = np.where(np.isnan(low), -np.inf, low)
+        self.high = np.where(np.isnan(high), np.inf, high)
+
+    def reset(self, current: np.ndarray) -> None:
+        self.x, self.p = current.copy(), np.zeros_like(current)
+
+    def limit(self, target: np.ndarray, dt: float) -> np.ndarray:
+        x, p = self.x, self.p
+        velocity_step, delta = self.v * dt, self.a * dt * dt
+        goal = np.clip(target, self.low, self.high)
+        error = goal - x
+        step = np.sign(error) * max_step_to_stop_within(np.abs(error), delta)
+        step = np.clip(step, p - delta, p + delta)
+        step = np.clip(step, -velocity_step, velocity_step)
+        step = np.clip(
+            step,
+            -max_step_to_stop_within(x - self.low, delta),
+            max_step_to_stop_within(self.high - x, delta),
+        )
+        overshoot = np.sign(error) * (step - error)
+        rounding = 1e-9 * delta + 1e-10 * (1.0 + np.abs(goal))
+        step = np.where((overshoot > 0) & (overshoot <= rounding), error, step)
+        command = np.clip(np.where(step == error, goal, x + step), self.low, self.high)
+        self.p, self.x = command - x, command
+        return command
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_per_joint_loop_equals_the_vectorised_formulas(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 7
+    v = rng.uniform(0.5, 3.0, n)
+    a = rng.uniform(5.0, 40.0, n)
+    low, high = -rng.uniform(0.5, 3.0, n), rng.uniform(0.5, 3.0, n)
+    # Disabled limits (NaN) on some joints, as robot configs may have.
+    v[0], a[1], low[2], high[3] = NAN, NAN, NAN, NAN
+    limiter = JointRateLimiter(velocity_limit=v, acceleration_limit=a, lower=low, upper=high)
+    reference = VectorisedReference(v, a, low, high)
+    start = np.zeros(n)
+    limiter.reset(start)
+    reference.reset(start)
+    dt = 0.002 if seed % 2 else 0.02
+    target = rng.uniform(-4.0, 4.0, n)
+    for k in range(600):
+        if k % 37 == 0:  # jumps, holds and targets outside the bounds
+            target = rng.uniform(-4.0, 4.0, n)
+        elif k % 5 == 0:
+            target = target + rng.normal(0.0, 0.05, n)
+        got, want = limiter.limit(target, dt), reference.limit(target, dt)
+        assert np.array_equal(got, want), (k, got - want)
