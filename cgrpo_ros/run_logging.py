@@ -22,7 +22,7 @@ CSV_FIELDS = [
     "episodes", "mean_reward", "entropy", "action_variance", "kl_to_reference", "clip_epsilon",
     "clip_fraction", "approx_kl", "surrogate", "smoothness", "reference_kl_loss",
     "num_state_clusters", "state_noise_fraction", "kmeans_seconds", "dbscan_seconds",
-    "update_seconds", "success_rate",
+    "update_seconds", "success_rate", "wait_seconds",
 ]  # fmt: skip
 
 
@@ -110,9 +110,12 @@ class RunLogger:
         env_steps: int,
         wall_s: float,
         success_rates: list[float] | None = None,
+        wait_seconds: float = math.nan,
     ) -> None:
         """One CSV row per policy; `success_rates[i]` (nan: no episode ended) when the task
-        reports success, else the success_rate column stays empty."""
+        reports success, else the success_rate column stays empty. `wait_seconds`: how long
+        the trainer waited for this iteration's batches (collection, and through ROS the DDS
+        hops and the workers' own work too; docs/benchmarks.md splits it)."""
         shared = {
             "iteration": metrics.iteration,
             "env_steps": env_steps,
@@ -122,6 +125,7 @@ class RunLogger:
             "kmeans_seconds": metrics.kmeans_seconds,
             "dbscan_seconds": metrics.dbscan_seconds,
             "update_seconds": metrics.update_seconds,
+            "wait_seconds": "" if math.isnan(wait_seconds) else round(wait_seconds, 4),
         }
         for policy in metrics.policies:
             row = {**shared, **asdict(policy), "success_rate": ""}

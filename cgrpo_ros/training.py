@@ -260,11 +260,13 @@ class TrainingSession:
         self,
         batches: Sequence[RolloutBatch],
         episode_successes: Sequence[Sequence[bool] | None] | None = None,
+        wait_seconds: float = math.nan,
     ) -> IterationMetrics:
         """One CGRPO iteration on one batch per policy, then log, track best, checkpoint.
 
         `episode_successes[i]`: the success flag of each episode that ended in batch i
         (RolloutCollector.episode_successes), or None when the task reports no success.
+        `wait_seconds`: the time spent getting the batches (metrics.csv, for the benchmarks).
         """
         success_rates = self._track_success(episode_successes, len(batches))
         self.last_success_rates = success_rates
@@ -280,7 +282,9 @@ class TrainingSession:
                     (self.run_dir / "best.onnx").write_bytes(self.policy_artifact(i))
         self.env_steps += sum(b.num_steps for b in batches)
         metrics = self.algo.update(batches)
-        self.logger.log_iteration(metrics, self.env_steps, self.wall_s, success_rates)
+        self.logger.log_iteration(
+            metrics, self.env_steps, self.wall_s, success_rates, wait_seconds=wait_seconds
+        )
         if self.algo.iteration % self.checkpoint_every == 0:
             self.save_checkpoint()
         return metrics
@@ -431,6 +435,7 @@ def train_single_process(
     ]
     rngs = [np.random.default_rng([seed, i, session.iteration]) for i in range(n)]
     while session.iteration < iterations:
+        started = time.perf_counter()
         batches = []
         for i, collector in enumerate(collectors):
             runner = OnnxPolicy(session.policy_artifact(i))
@@ -439,7 +444,11 @@ def train_single_process(
             else:
                 batch = collector.collect(partial(runner.sample, rng=rngs[i]), steps_per_iteration)
             batches.append(batch)
-        metrics = session.update(batches, [c.episode_successes for c in collectors])
+        metrics = session.update(
+            batches,
+            [c.episode_successes for c in collectors],
+            wait_seconds=time.perf_counter() - started,
+        )
         if progress is not None:
             progress(session.iteration, metrics, session)
     for collector in collectors:

@@ -140,6 +140,8 @@ class OnnxPolicy:
         self.source = source
         zero = np.zeros((1, self.metadata.obs_dim), dtype=np.float32)
         self.log_std = np.asarray(self.session.run(["log_std"], {"obs": zero})[0][0], np.float32)
+        self._std = np.exp(self.log_std)  # state-free: computed once, not at every step
+        self._run = self.session.run
         self.action_low = np.asarray(self.metadata.action_low, dtype=np.float32)
         self.action_high = np.asarray(self.metadata.action_high, dtype=np.float32)
 
@@ -184,10 +186,18 @@ class OnnxPolicy:
     def sample(
         self, obs: npt.NDArray[np.float32], rng: np.random.Generator
     ) -> npt.NDArray[np.float32]:
-        """Training-time action: mean + exp(log_std) * N(0, I), not clipped."""
-        mean = self.action_mean(obs)
+        """Training-time action: mean + exp(log_std) * N(0, I), not clipped.
+
+        The one-observation case (every rollout step) skips `action_mean`'s reshapes: the
+        collection loop spends more time here than in the physics otherwise (issue 14). Both
+        paths draw the same noise and give the same numbers."""
+        if np.ndim(obs) == 1:
+            row = np.asarray(obs, dtype=np.float32).reshape(1, -1)
+            mean = self._run(["action_mean"], {"obs": row})[0][0]
+        else:
+            mean = self.action_mean(obs)
         noise = rng.standard_normal(mean.shape).astype(np.float32)
-        action: npt.NDArray[np.float32] = (mean + np.exp(self.log_std) * noise).astype(np.float32)
+        action: npt.NDArray[np.float32] = (mean + self._std * noise).astype(np.float32)
         return action
 
     def deterministic_action(self, obs: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

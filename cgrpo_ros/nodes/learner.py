@@ -249,7 +249,8 @@ class LearnerNode(Node):
         now = time.monotonic()
         with self.lock:
             self.last_seen[worker_id] = now
-            info = {k: status.get(k) for k in ("versions", "steps_per_s", "steps_total")}
+            keys = ("versions", "steps_per_s", "steps_total", "collect_s_total")
+            info = {k: status.get(k) for k in keys}
             self.workers[worker_id] = {**info, "policy_ids": ids}
             for i in ids:
                 if 0 <= i < self.num_policies:
@@ -338,13 +339,16 @@ class LearnerNode(Node):
         iterations = self.params["iterations"]
         self.publish_policies()
         while self.session.iteration < iterations and not self.stop:
+            started = time.perf_counter()
             trajectories = self.wait_for_batches()
             if trajectories is None:
                 break
             with self.session_lock:
                 self.session.checkpoint_every = int(self.get_parameter("checkpoint_every").value)
                 metrics = self.session.update(
-                    [t.batch for t in trajectories], [t.episode_successes for t in trajectories]
+                    [t.batch for t in trajectories],
+                    [t.episode_successes for t in trajectories],
+                    wait_seconds=time.perf_counter() - started,
                 )
                 if self.save_requested:
                     self.save_requested = False
@@ -356,6 +360,16 @@ class LearnerNode(Node):
                 "mode": "ros",
                 "workers": len(self.last_seen),
                 "worker_ids": sorted(self.last_seen),
+                # Seconds each worker spent collecting (its last status): the benchmark's
+                # split of the learner's wait into collection and DDS/worker overhead.
+                "worker_collect_s": {
+                    w: {
+                        "collect_s": _number_or_none(info.get("collect_s_total")),
+                        "steps": _number_or_none(info.get("steps_total")),
+                        "policies": len(info.get("policy_ids", [])),
+                    }
+                    for w, info in self.workers.items()
+                },
                 "rejected": dict(self.rejected),
                 "stopped_by": self.stop.reason or None,
             }
@@ -400,6 +414,13 @@ class LearnerNode(Node):
         deadline = time.monotonic() + DONE_LINGER_S
         while time.monotonic() < deadline and self.count_publishers(TRAJECTORIES_TOPIC) > 0:
             time.sleep(0.05)
+
+
+def _number_or_none(value: Any) -> float | None:
+    """A count or duration from a worker's status (untrusted JSON): finite and >= 0, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
 
 
 def _join(values: list[float], digits: int) -> str:

@@ -148,6 +148,7 @@ class RolloutWorkerNode(Node):
         self.final_version: int | None = None
         self.seq = time.time_ns() // 1_000_000  # ms clock: a restarted worker never reuses one
         self.steps_total = 0
+        self.collect_s_total = 0.0  # time inside backend.collect (the throughput benchmark)
         self.rejected: Counter[str] = Counter()  # bad policy frames by reason
         self._status_window = (time.monotonic(), 0)
         latched = latched_qos(2 * n)  # room for every policy's newest frame, twice
@@ -247,6 +248,7 @@ class RolloutWorkerNode(Node):
                 "versions": {str(i): self.acting.get(i) for i in self.policy_ids},
                 "newest_versions": {str(i): v[0] for i, v in self.newest.items()},
                 "steps_total": self.steps_total,
+                "collect_s_total": round(self.collect_s_total, 3),
                 "steps_per_s": round((self.steps_total - steps_then) / max(now - start, 1e-9), 1),
                 "rejected_policy_frames": sum(self.rejected.values()),
                 "rejected": dict(self.rejected),
@@ -309,6 +311,7 @@ def collection_loop(node: RolloutWorkerNode, backend: Any) -> None:
             check_task(runner, p["env_id"])
             groups = GroupSettings.from_metadata(runner.metadata.extra)  # checked in on_policy
             rng = rngs.setdefault(policy_id, np.random.default_rng([p["seed"], policy_id, version]))
+            started = time.perf_counter()
             if groups is not None:
                 check_groups_supported(backend, p["backend"], groups)
                 collected_batch = backend.collect_groups(policy_id, version, runner, groups, steps)
@@ -319,6 +322,8 @@ def collection_loop(node: RolloutWorkerNode, backend: Any) -> None:
             if collected_batch is None:  # stopped mid-batch (ros_robot)
                 return
             batch, successes = collected_batch
+            with node.lock:
+                node.collect_s_total += time.perf_counter() - started
             node.publish_batch(batch, policy_id, version, successes)
             collected[policy_id] = serial
         with node.lock:

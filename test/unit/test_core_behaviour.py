@@ -180,6 +180,50 @@ def test_onnx_parity_and_metadata_round_trip() -> None:
     assert np.all(single >= [-1, -2]) and np.all(single <= [1, 2])
 
 
+def test_sampling_one_observation_equals_the_batched_formula() -> None:
+    """The per-step fast path of OnnxPolicy.sample (issue 14) gives the same numbers and
+    draws the same noise as mean + exp(log_std) * N(0, I) from action_mean."""
+    algo = CGRPO(small_config(), OBS_DIM, ACT_DIM)
+    algo.update(fake_batches(1))
+    runner = OnnxPolicy(export_policy_onnx(algo.policies[0], metadata()))
+    obs = np.random.default_rng(1).normal(0, 3, (20, OBS_DIM)).astype(np.float32)
+    fast, formula = np.random.default_rng(7), np.random.default_rng(7)
+    for row in obs:
+        expected = runner.action_mean(row[None])[0] + np.exp(runner.log_std) * (
+            formula.standard_normal(ACT_DIM).astype(np.float32)
+        )
+        np.testing.assert_array_equal(runner.sample(row, fast), expected.astype(np.float32))
+    batch = runner.sample(obs, fast)  # the batched path still works and has the batch shape
+    assert batch.shape == (20, ACT_DIM) and batch.dtype == np.float32
+
+
+def test_clip_grad_norms_equals_torch_per_policy() -> None:
+    """clip_grad_norms (one foreach pass for all policies) is clip_grad_norm_ per policy."""
+    from cgrpo_ros.core.cgrpo import clip_grad_norms
+
+    torch.manual_seed(0)
+    ours, torchs = CGRPO(small_config(), OBS_DIM, ACT_DIM), CGRPO(small_config(), OBS_DIM, ACT_DIM)
+    scales = [0.01] + [10.0] * (len(ours.policies) - 1)
+    for scale, a, b in zip(scales, ours.policies, torchs.policies, strict=True):
+        for p, q in zip(a.parameters(), b.parameters(), strict=True):
+            p.grad = torch.randn_like(p) * scale
+            q.grad = p.grad.clone()
+    ours.policies[0].log_std.grad = None  # a policy whose log_std got no gradient
+    torchs.policies[0].log_std.grad = None
+    clip_grad_norms(ours.policies, 0.5)
+    for policy in torchs.policies:
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+    for a, b in zip(ours.policies, torchs.policies, strict=True):
+        for p, q in zip(a.parameters(), b.parameters(), strict=True):
+            assert (p.grad is None) == (q.grad is None)
+            if p.grad is not None:
+                assert torch.equal(p.grad, q.grad)
+    norm = torch.linalg.vector_norm(
+        torch.stack([p.grad.norm() for p in ours.policies[1].parameters()])  # type: ignore[union-attr]
+    )
+    assert float(norm) == pytest.approx(0.5, rel=1e-4)  # the large gradient was clipped
+
+
 def test_onnx_artifact_errors() -> None:
     algo = CGRPO(small_config(), OBS_DIM, ACT_DIM)
     with pytest.raises(PolicyArtifactError, match="metadata sizes obs=6"):

@@ -89,7 +89,7 @@ def test_training_is_deterministic_end_to_end(tmp_path: Path) -> None:
             )
         )
     assert summaries[0]["final_return_per_policy"] == summaries[1]["final_return_per_policy"]
-    timing = {"wall_s", "kmeans_seconds", "dbscan_seconds", "update_seconds"}
+    timing = {"wall_s", "kmeans_seconds", "dbscan_seconds", "update_seconds", "wait_seconds"}
     rows = []
     for name in ("a", "b"):
         with (tmp_path / name / "metrics.csv").open() as handle:
