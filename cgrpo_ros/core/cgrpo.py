@@ -313,16 +313,10 @@ class CGRPO:
                 with_next=cfg.smoothness_coef > 0,
             )
             for minibatch in epoch:
-                outputs = stacked_mean_forward(self.policies, minibatch.inputs)
-                loss, stats = self._policy_losses(minibatch, outputs, epsilon)
-                total = loss.sum()
-                if use_diversity:
-                    # Eq. 11: mu_g = mean behaviour of group g's policies on shared probe states.
-                    probe = outputs[:, minibatch.probe_rows]
-                    behaviour = [probe[ids].mean(0) for ids in members]
-                    diversity = diversity_penalty(behaviour, cfg.diversity_coef, cfg.diversity_tau)
-                    total = total + diversity
-                    diversity_total += diversity.detach()
+                total, stats, diversity = self._total_loss(
+                    minibatch, epsilon, members if use_diversity else None
+                )
+                diversity_total += diversity.detach()
                 for optimizer in self.optimizers:
                     optimizer.zero_grad(set_to_none=True)
                 total.backward()  # type: ignore[no-untyped-call]
@@ -345,6 +339,29 @@ class CGRPO:
         result = {key: means[k] for k, key in enumerate(_LOSS_STATS)}
         result["diversity"] = [float(diversity_total) / max(count, 1)]
         return result
+
+    def _total_loss(
+        self, minibatch: _Minibatch, epsilon: torch.Tensor, members: list[list[int]] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eq. 12 on one minibatch, summed over the policies, and its parts.
+
+        L_total = sum_i (-L^CGRPO_i - c_H H_i + L_smooth,i + c_ref KL(pi_i || pi_ref))
+                  + L_diversity,
+        with L_diversity over the groups `members` (None: Eq. 11 off). Returns (L_total,
+        the per-policy diagnostics [5, N], L_diversity).
+        """
+        cfg = self.config
+        outputs = stacked_mean_forward(self.policies, minibatch.inputs)
+        loss, stats = self._policy_losses(minibatch, outputs, epsilon)
+        total = loss.sum()
+        diversity = torch.zeros(())
+        if members is not None:
+            # Eq. 11: mu_g = mean behaviour of group g's policies on shared probe states.
+            probe = outputs[:, minibatch.probe_rows]
+            behaviour = [probe[ids].mean(0) for ids in members]
+            diversity = diversity_penalty(behaviour, cfg.diversity_coef, cfg.diversity_tau)
+            total = total + diversity
+        return total, stats, diversity
 
     def _policy_losses(
         self, minibatch: _Minibatch, outputs: torch.Tensor, epsilon: torch.Tensor

@@ -221,3 +221,77 @@ def test_running_normalizer_matches_numpy() -> None:
     both = np.concatenate([first, second]).astype(np.float32).astype(np.float64)
     assert np.allclose(policy.normalizer.mean.numpy(), both.mean(0), atol=1e-6)
     assert np.allclose(policy.normalizer.var.numpy(), both.var(0), atol=1e-5)
+
+
+def test_total_loss_eq12_by_hand() -> None:
+    """Eq. 12 on one minibatch of two policies in two groups, every term written out in
+    numpy from the networks' outputs f_theta(s): the surrogate with each policy's own clip
+    (Eq. 8-9), the entropy bonus, smoothness over in-episode pairs (Eq. 10), the KL to the
+    reference, and the diversity of the two groups' behaviour on the shared states (Eq. 11)."""
+    from cgrpo_ros.core.buffers import RolloutBatch
+    from cgrpo_ros.core.cgrpo import CGRPO, _UpdateData
+    from cgrpo_ros.core.config import CGRPOConfig
+
+    config = CGRPOConfig.for_variant(
+        "full", num_policies=2, num_groups=2, seed=0, hidden_sizes=(3,), minibatch_size=8,
+        entropy_coef=0.05, smoothness_coef=0.3, reference_coef=0.2, diversity_coef=0.4,
+        diversity_tau=-0.5,
+    )  # fmt: skip
+    algo = CGRPO(config, obs_dim=2, act_dim=1)
+    rng = np.random.default_rng(3)
+    dones = [np.array([False, True, False, False]), np.array([False, False, False, True])]
+    batches = [
+        RolloutBatch(
+            obs=rng.normal(size=(4, 2)).astype(np.float32),
+            actions=rng.normal(size=(4, 1)).astype(np.float32),
+            rewards=np.zeros(4, dtype=np.float32),
+            dones=d,
+            terminated=d.copy(),
+            episode_returns=np.zeros(0),
+            episode_lengths=np.zeros(0, dtype=np.int64),
+        )
+        for d in dones
+    ]
+    advantages = [np.array([1.0, -2.0, 0.5, 3.0]), np.array([-1.0, 0.3, 2.0, -0.7])]
+    data = _UpdateData.build(algo.policies, batches, advantages, algo.reference)
+    with torch.no_grad():  # the policies move after the old log-probabilities were taken
+        algo.policies[0].mean_net[-1].bias.add_(0.4)
+        algo.policies[1].mean_net[-1].bias.add_(0.7)
+        algo.policies[1].log_std.add_(0.2)
+    perms = [torch.arange(4), torch.tensor([2, 0, 3, 1])]  # one minibatch, any order
+    (minibatch,) = data.epoch(perms, [4, 4], 1, with_probe=True, with_next=True)
+    eps = [0.1, 0.3]
+    total, _, _ = algo._total_loss(minibatch, torch.tensor(eps).unsqueeze(1), [[0], [1]])
+
+    def f(i: int, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return algo.policies[i](torch.as_tensor(obs)).numpy().astype(np.float64)
+
+    def log_normal(a: np.ndarray, mean: np.ndarray, log_std: float) -> np.ndarray:
+        z = (a - mean) / math.exp(log_std)
+        return (-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    expected = 0.0
+    for i, (batch, adv) in enumerate(zip(batches, advantages, strict=True)):
+        log_std = float(algo.policies[i].log_std)
+        old = data.old_log_prob[i].numpy().astype(np.float64)
+        ratio = np.exp(log_normal(batch.actions, f(i, batch.obs), log_std) - old)
+        surrogate = np.mean(np.minimum(ratio * adv, np.clip(ratio, 1 - eps[i], 1 + eps[i]) * adv))
+        entropy = 0.5 + 0.5 * math.log(2 * math.pi) + log_std
+        mean = f(i, batch.obs)
+        pairs = [t for t in range(3) if not batch.dones[t]]
+        smooth = np.mean([abs(mean[t + 1, 0] - mean[t, 0]) for t in pairs])
+        moments = algo.reference.moments(torch.as_tensor(batch.obs))
+        ref_mean, ref_log_std = (x.numpy().astype(np.float64) for x in moments)
+        kl = (
+            ref_log_std - log_std
+            + (math.exp(2 * log_std) + (mean - ref_mean) ** 2) / (2 * np.exp(2 * ref_log_std))
+            - 0.5
+        ).sum(-1)  # fmt: skip
+        expected += -surrogate - 0.05 * entropy + 0.3 * smooth + 0.2 * np.mean(kl)
+    probe = np.concatenate([batches[0].obs[perms[0]], batches[1].obs[perms[1]]])
+    mu0, mu1 = f(0, probe).ravel(), f(1, probe).ravel()
+    cos = mu0 @ mu1 / (np.linalg.norm(mu0) * np.linalg.norm(mu1))
+    assert cos > -0.5  # the diversity term is active in this case
+    expected += 0.4 * 2 * (cos + 0.5)  # ordered pairs (0, 1) and (1, 0)
+    assert float(total) == pytest.approx(expected, rel=1e-5)
