@@ -55,6 +55,8 @@ class ParamSpec:
     read_only: bool = True  # most values fix the shape of a run; changing them live is unsafe
 
     def allowed(self) -> str:
+        if isinstance(self.default, rclpy.parameter.Parameter.Type):  # declared without a value
+            return f"a {self.default.name.lower().replace('_', ' ')}"
         if self.choices is not None:
             return "one of: " + ", ".join(self.choices)
         if self.range is not None:
@@ -163,6 +165,30 @@ def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]
             )
         values[spec.name] = value
     return values
+
+
+def load_signing_key(node: Node, name: str = "signing_key") -> Any:
+    """The node's signing key (parameter `name`: a private key file), or None when empty."""
+    from cgrpo_ros.core.signing import KeyFileError, SigningKey
+
+    path = str(node.get_parameter(name).value or "")
+    if not path:
+        return None
+    try:
+        return SigningKey.load(path)
+    except KeyFileError as err:
+        raise ParameterError(f"parameter '{name}': {err}") from None
+
+
+def load_trusted_keys(node: Node, name: str = "trusted_keys") -> Any:
+    """The public keys named by a string-array parameter (empty or unset: none)."""
+    from cgrpo_ros.core.signing import KeyFileError, TrustedKeys
+
+    paths = [str(p) for p in (node.get_parameter(name).value or []) if str(p)]
+    try:
+        return TrustedKeys.load(paths)
+    except KeyFileError as err:
+        raise ParameterError(f"parameter '{name}': {err}") from None
 
 
 def config_parameter_names() -> tuple[str, ...]:
