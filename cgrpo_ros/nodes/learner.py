@@ -136,8 +136,8 @@ class LearnerNode(Node):
             task = TaskSpec.from_env(p["env_id"])
         except Exception as err:  # gymnasium raises several types for an unknown id
             raise ParameterError(f"parameter 'env_id' = {p['env_id']!r}: {err}") from None
-        signer = load_signing_key(self)
-        self.trusted_workers = load_trusted_keys(self, "trusted_worker_keys")
+        signer = load_signing_key("signing_key", p["signing_key"])
+        self.trusted_workers = load_trusted_keys("trusted_worker_keys", p["trusted_worker_keys"])
         try:
             self.session = TrainingSession(
                 task=task,

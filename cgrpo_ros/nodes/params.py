@@ -167,26 +167,24 @@ def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]
     return values
 
 
-def load_signing_key(node: Node, name: str = "signing_key") -> Any:
-    """The node's signing key (parameter `name`: a private key file), or None when empty."""
+def load_signing_key(name: str, value: Any) -> Any:
+    """The SigningKey named by parameter `name` (a private key file), or None when empty."""
     from cgrpo_ros.core.signing import KeyFileError, SigningKey
 
-    path = str(node.get_parameter(name).value or "")
-    if not path:
+    if not value:
         return None
     try:
-        return SigningKey.load(path)
+        return SigningKey.load(str(value))
     except KeyFileError as err:
         raise ParameterError(f"parameter '{name}': {err}") from None
 
 
-def load_trusted_keys(node: Node, name: str = "trusted_keys") -> Any:
-    """The public keys named by a string-array parameter (empty or unset: none)."""
+def load_trusted_keys(name: str, value: Any) -> Any:
+    """The TrustedKeys of a string-array parameter (unset or empty: none, i.e. unsigned)."""
     from cgrpo_ros.core.signing import KeyFileError, TrustedKeys
 
-    paths = [str(p) for p in (node.get_parameter(name).value or []) if str(p)]
     try:
-        return TrustedKeys.load(paths)
+        return TrustedKeys.load([str(p) for p in (value or []) if str(p)])
     except KeyFileError as err:
         raise ParameterError(f"parameter '{name}': {err}") from None
 

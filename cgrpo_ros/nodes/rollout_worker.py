@@ -156,8 +156,8 @@ class RolloutWorkerNode(Node):
                 f"parameter 'policy_ids' = {self.policy_ids} is not allowed; use a non-empty "
                 f"list of ids in [0, {n - 1}] (num_policies = {n})"
             )
-        self.trusted = load_trusted_keys(self)
-        self.signer = load_signing_key(self)
+        self.trusted = load_trusted_keys("trusted_keys", p["trusted_keys"])
+        self.signer = load_signing_key("signing_key", p["signing_key"])
         self.signed_at: dict[int, int] = {}  # policy id -> signing time of the frame in use
         self.lock = threading.Condition()
         # policy id -> (version, validated runner, serial of the frame that brought it)

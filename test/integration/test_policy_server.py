@@ -305,9 +305,9 @@ def test_serves_safely_through_bad_inputs(
         # The status can report the latched mode before the next tick has held once (in
         # event mode a tick waits for a joint state): wait for the hold to be counted.
         assert wait_for(lambda: probe.status().get("mode") == "estop", 2.0, probe.spin)
-        assert wait_for(
-            lambda: probe.status()["holds"].get("estop", 0) > 0, 2.0, probe.spin
-        ), probe.status()
+        assert wait_for(lambda: probe.status()["holds"].get("estop", 0) > 0, 2.0, probe.spin), (
+            probe.status()
+        )
         assert probe.call(Trigger, "/policy_server/reset_estop", Trigger.Request()).success
         assert probe.call(SetBool, "/policy_server/enable", SetBool.Request(data=True)).success
 
