@@ -53,3 +53,46 @@ def test_keygen_train_export_verify(tmp_path: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert f"signing key file {key} has mode 0640" in err and "chmod 600" in err, err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_train_sim_key_parameters(tmp_path: Path) -> None:
+    """`cgrpo train-sim`: ephemeral keys by default, the learner's own with --signing-key,
+    none with --unsigned; every key parameter it sets is declared by its node."""
+    import argparse
+
+    from cgrpo_ros.nodes import learner, rollout_worker
+    from cgrpo_ros.stack import build_commands, make_run_keys
+
+    base = dict(env="HalfCheetah-v5", variant="full", policies=2, groups=2, iterations=2,
+                steps_per_iteration=64, seed=1, resume=False, checkpoint_every=5, config=None,
+                workers=2)  # fmt: skip
+    args = argparse.Namespace(**base, signing_key=None, unsigned=False)
+    (tmp_path / "eph").mkdir()
+    keys = make_run_keys(args, tmp_path / "eph")
+    assert os.stat(keys["learner_key"]).st_mode & 0o777 == 0o600
+    commands = dict(build_commands(args, tmp_path / "run", tmp_path / "p.yaml", keys))
+    declared = {"learner": set(learner.DECLARED_PARAMETERS),
+                "rollout_worker": set(rollout_worker.DECLARED_PARAMETERS)}  # fmt: skip
+    for name, argv in commands.items():
+        params = dict(argv[i + 1].removeprefix(f"{name}:").split(":=", 1)
+                      for i, a in enumerate(argv) if a == "-p")  # fmt: skip
+        assert set(params) <= declared["learner" if name == "learner" else "rollout_worker"]
+        if name == "learner":
+            assert params["signing_key"] == f'"{keys["learner_key"]}"'
+            assert params["trusted_worker_keys"] == f'["{keys["worker_pub"]}"]'
+        else:
+            assert params["trusted_keys"] == f'["{keys["learner_pub"]}"]'
+            assert params["signing_key"] == f'"{keys["worker_key"]}"'
+    # --signing-key: that key signs (its public half is what workers trust).
+    own = tmp_path / "own.key"
+    assert cgrpo_main(["keygen", str(own)]) == 0
+    (tmp_path / "own_run").mkdir()
+    args = argparse.Namespace(**base, signing_key=own, unsigned=False)
+    keys = make_run_keys(args, tmp_path / "own_run")
+    assert keys["learner_key"] == str(own.resolve())
+    assert Path(keys["learner_pub"]).read_bytes() == Path(f"{own}.pub").read_bytes()
+    args = argparse.Namespace(**base, signing_key=None, unsigned=True)
+    assert make_run_keys(args, tmp_path) == {}
+    commands = dict(build_commands(args, tmp_path / "run", tmp_path / "p.yaml", {}))
+    set_names = [argv[i + 1] for argv in commands.values() for i, a in enumerate(argv) if a == "-p"]
+    assert not any("_key" in name.split(":=")[0] for name in set_names), set_names
