@@ -96,3 +96,19 @@ def test_train_sim_key_parameters(tmp_path: Path) -> None:
     commands = dict(build_commands(args, tmp_path / "run", tmp_path / "p.yaml", {}))
     set_names = [argv[i + 1] for argv in commands.values() for i, a in enumerate(argv) if a == "-p"]
     assert not any("_key" in name.split(":=")[0] for name in set_names), set_names
+
+
+def test_cgrpo_deploy_passes_trusted_keys_to_the_server(tmp_path: Path) -> None:
+    from cgrpo_ros.cli import build_parser
+    from cgrpo_ros.deploy.cli_deploy import build_commands
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    args = build_parser().parse_args(
+        ["deploy", str(model), "--trusted-keys", str(tmp_path / "a.pub"), str(tmp_path / "b.pub")]
+    )
+    argv = build_commands(args)["policy_server"]
+    keys = [str(tmp_path / "a.pub"), str(tmp_path / "b.pub")]
+    assert f'policy_server:trusted_keys:=["{keys[0]}", "{keys[1]}"]' in argv, argv
+    args = build_parser().parse_args(["deploy", str(model)])
+    assert not any("trusted_keys" in a for a in build_commands(args)["policy_server"])
