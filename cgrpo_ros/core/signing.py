@@ -286,8 +286,10 @@ class TrustedKeys:
     """The public keys a node accepts signatures from (its `trusted_keys` parameter)."""
 
     def __init__(self, keys: Iterable[Ed25519PublicKey], sources: Iterable[str] = ()) -> None:
+        keys = list(keys)
         self.keys = {key_id(k): k for k in keys}
-        self.sources = list(sources)
+        names = list(sources) or ["<memory>"] * len(keys)
+        self._described = [f"{key_id(k)} ({name})" for k, name in zip(keys, names, strict=True)]
 
     @staticmethod
     def load(paths: Iterable[str | Path]) -> TrustedKeys:
@@ -298,9 +300,8 @@ class TrustedKeys:
         return bool(self.keys)
 
     def describe(self) -> str:
-        return ", ".join(
-            f"{kid} ({src})" for kid, src in zip(self.keys, self.sources, strict=False)
-        )
+        """Key ids and their files, for log lines."""
+        return ", ".join(self._described)
 
     def _parse(self, envelope: bytes | None, fmt: str, keys: set[str], what: str) -> dict[str, Any]:
         if envelope is None or len(envelope) == 0:

@@ -129,9 +129,12 @@ def _load_signed(
     file: Path, trusted: TrustedKeys, newer_than_ns: int | None
 ) -> tuple[OnnxPolicy, str, int]:
     """The policy of a file whose signature is checked before onnxruntime parses it."""
-    if file.stat().st_size > MAX_MODEL_BYTES:
-        raise PolicyArtifactError(f"policy model {file} is above the {MAX_MODEL_BYTES} byte limit")
-    data = file.read_bytes()
+    try:
+        if file.stat().st_size > MAX_MODEL_BYTES:
+            raise PolicyArtifactError(f"policy model {file} is above {MAX_MODEL_BYTES} bytes")
+        data = file.read_bytes()
+    except OSError as exc:
+        raise PolicyArtifactError(f"policy model {file} cannot be read: {exc}") from None
     try:
         verified = trusted.verify_policy(data, read_signature_file(file), f"policy model {file}")
         check_not_replayed(verified, newer_than_ns, f"policy model {file}")
