@@ -249,3 +249,32 @@ def test_without_keys_the_same_forged_frame_is_run(ros_env: dict[str, str]) -> N
     finally:
         stop_process(worker)
     assert "runs UNSIGNED policies (no trusted_keys)" in process_output(worker)
+
+
+@pytest.mark.parametrize("node", ["learner", "rollout_worker"])
+def test_bad_key_files_stop_the_node_with_a_clear_error(
+    ros_env: dict[str, str], tmp_path: Path, node: str
+) -> None:
+    """A private key others can read (learner) or a trusted key that is not a public key
+    (worker): exit code 2, one line naming the parameter, the file and the fix."""
+    k = keys(tmp_path)
+    if node == "learner":
+        k["learner"].chmod(0o644)
+        argv = learner_argv(tmp_path / "run", signing_key=str(k["learner"]))
+        expected = [f"parameter 'signing_key': signing key file {k['learner']} has mode 0644",
+                    "chmod 600"]  # fmt: skip
+    else:
+        junk = tmp_path / "junk.pub"
+        junk.write_text("not a key\n")
+        argv = worker_argv("rollout_worker_0", [0], trusted_keys=[str(k["learner.pub"]), str(junk)])
+        expected = [f"parameter 'trusted_keys': trusted key file {junk} is not a PEM public key"]
+    proc = start_node_process(argv, ros_env)
+    try:
+        proc.wait(timeout=WAIT_S)
+    finally:
+        code = stop_process(proc)
+    out = process_output(proc)
+    assert code == 2 and "Traceback" not in out, out
+    for text in expected:
+        assert text in out, out
+    assert not (tmp_path / "run").exists()  # refused before the run directory was made
