@@ -278,3 +278,67 @@ def test_bad_key_files_stop_the_node_with_a_clear_error(
     for text in expected:
         assert text in out, out
     assert not (tmp_path / "run").exists()  # refused before the run directory was made
+
+
+def test_resumed_learner_older_version_newer_signature_is_taken(
+    ros_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Replays are ordered by signing time, not by version: a learner killed after publishing
+    version 3 and resumed from its version-2 checkpoint republishes version 2 with a new
+    signature, and a worker holding version 3 must take it (docs/security.md, replay rule)."""
+    k = keys(tmp_path)
+    worker_key = SigningKey.load(k["worker"])
+    run_dir = tmp_path / "run"
+    iterations = 4
+
+    def start_learner(resume: bool) -> Any:
+        argv = learner_argv(run_dir, iterations=iterations, steps_per_iteration=STEPS,
+                            checkpoint_every=2, resume=resume, signing_key=str(k["learner"]),
+                            trusted_worker_keys=[str(k["worker.pub"])])  # fmt: skip
+        return start_node_process(argv, ros_env)
+
+    learner = start_learner(resume=False)
+    worker = start_node_process(
+        worker_argv("rollout_worker_0", [0], steps_per_iteration=STEPS,
+                    trusted_keys=[str(k["learner.pub"])], signing_key=str(k["worker"])),
+        ros_env,
+    )  # fmt: skip
+    seq = iter(range(1, 100))
+    try:
+        with open_probe(ros_env, "resume_probe") as probe:
+            batches = probe.node.create_publisher(UInt8MultiArray, "/cgrpo/trajectories", 10)
+
+            def acting() -> list[int]:
+                return [s["versions"]["0"] for s in probe.worker_status
+                        if s["worker_id"] == "rollout_worker_0" and s["versions"].get("0")
+                        is not None]  # fmt: skip
+
+            def play(version: int) -> None:
+                """Wait for the learner at `version`, then send the test's batch of policy 1."""
+                assert probe.wait_status(lambda s: s.get("iteration") == version, WAIT_S), (
+                    probe.status(), process_output(learner))  # fmt: skip
+                assert wait_for(lambda: batches.get_subscription_count() > 0, WAIT_S, probe.spin)
+                batches.publish(to_uint8_msg(trajectory(version, next(seq), worker_key)))
+
+            for version in range(3):
+                play(version)
+            assert wait_for(lambda: 3 in acting(), WAIT_S, probe.spin), process_output(worker)
+            learner.kill()  # version 3 published, the last checkpoint is version 2
+            learner.wait(timeout=10)
+            probe.learner_status.clear()
+            learner = start_learner(resume=True)
+            for version in range(2, iterations):
+                play(version)
+            assert probe.wait_exit(learner, WAIT_S * 2), process_output(learner)
+            assert probe.wait_exit(worker, 20.0), process_output(worker)
+            seen = acting()
+    finally:
+        codes = [stop_process(p) for p in (worker, learner)]
+    out = process_output(learner) + process_output(worker)
+    assert codes == [0, 0], out
+    # The worker went back from version 3 to the resumed version 2, and refused nothing.
+    assert 2 in seen[seen.index(3) :], seen
+    assert worker_rejected(probe, "rollout_worker_0") == {}, probe.worker_status[-1]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["iterations"] == iterations
+    assert summary["env_steps"] == iterations * 2 * STEPS
