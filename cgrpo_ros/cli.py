@@ -40,6 +40,12 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         "--config", type=Path, default=None, help="YAML/JSON file of CGRPOConfig overrides"
     )
     parser.add_argument("--checkpoint-every", type=int, default=10)
+    parser.add_argument(
+        "--signing-key",
+        type=Path,
+        default=None,
+        help="Ed25519 private key (cgrpo keygen) signing every policy artifact (docs/security.md)",
+    )
 
 
 def build_config(args: argparse.Namespace) -> Any:
@@ -81,6 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_positive("--steps-per-iteration", args.steps_per_iteration, 10**7)
     check_positive("--checkpoint-every", args.checkpoint_every)
     config = build_config(args)
+    signer = load_signer(args.signing_key)
     run_dir = args.run_dir or default_run_dir(args.env, args.variant)
     bar = tqdm(total=args.iterations, unit="it", desc=f"CGRPO-{args.variant} {args.env}")
 
@@ -101,9 +108,48 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=progress,
         checkpoint_every=args.checkpoint_every,
+        signer=signer,
     )
     bar.close()
     print_summary(run_dir, summary)
+    return 0
+
+
+def load_signer(path: Path | None) -> Any:
+    """The SigningKey of --signing-key (KeyFileError is a ValueError: exit 2), or None."""
+    if path is None:
+        return None
+    from cgrpo_ros.core.signing import SigningKey
+
+    return SigningKey.load(path)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """A new Ed25519 key pair: PATH (private, mode 0600) and PATH.pub (public)."""
+    from cgrpo_ros.core.signing import SigningKey, generate_key_pair
+
+    args.path.parent.mkdir(parents=True, exist_ok=True)
+    private, public = generate_key_pair(args.path)
+    kid = SigningKey.load(private).key_id
+    print(f"wrote {private} (private, mode 0600: keep it on the signing host) and {public}")
+    print(f"key id {kid}; give {public} to the nodes as trusted_keys")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check an .onnx file's detached signature against trusted keys (what the server does)."""
+    from cgrpo_ros.core.policy_artifact import OnnxPolicy
+    from cgrpo_ros.core.signing import TrustedKeys, check_claims, read_signature_file
+
+    trusted = TrustedKeys.load(args.trusted_keys)
+    if not args.model.is_file():
+        raise ValueError(f"policy model {args.model} does not exist")
+    data = args.model.read_bytes()
+    verified = trusted.verify_policy(data, read_signature_file(args.model), str(args.model))
+    check_claims(verified, OnnxPolicy(data, source=str(args.model)).metadata.signed_claims(),
+                 str(args.model))  # fmt: skip
+    claims = {k: verified.claims[k] for k in ("policy_id", "policy_version", "task")}
+    print(json.dumps({"model": str(args.model), "key_id": verified.key_id, **claims}))
     return 0
 
 
@@ -121,7 +167,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Checkpoint -> ONNX artifact (the file deploy.launch.py and policy_server load)."""
     from cgrpo_ros.core.checkpoint import load_checkpoint
     from cgrpo_ros.core.onnx_export import OnnxPolicy, export_policy_onnx
+    from cgrpo_ros.core.signing import signature_path, write_artifact
     from cgrpo_ros.training import TaskSpec
+
+    signer = load_signer(args.signing_key)
 
     algo, extra = load_checkpoint(args.checkpoint)
     task_id = args.env or extra.get("task")
@@ -139,8 +188,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     data = export_policy_onnx(algo.policies[args.policy], metadata)
     OnnxPolicy(data, source=str(args.output))  # validate before writing
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_bytes(data)
-    print(f"wrote {args.output} (policy {args.policy}, version {algo.iteration})")
+    write_artifact(args.output, data, signer, metadata.signed_claims())
+    signed = f", signed by key {signer.key_id}: {signature_path(args.output)}" if signer else ""
+    print(f"wrote {args.output} (policy {args.policy}, version {algo.iteration}{signed})")
     return 0
 
 
@@ -208,7 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--policy", type=int, default=0)
     export.add_argument("--env", default=None, help="task id (default: the checkpoint's)")
     export.add_argument("--output", "-o", type=Path, required=True)
+    export.add_argument(
+        "--signing-key", type=Path, default=None, help="sign: writes OUTPUT.sig (docs/security.md)"
+    )
     export.set_defaults(func=cmd_export)
+
+    keygen = sub.add_parser("keygen", help="write an Ed25519 key pair for signing policies")
+    keygen.add_argument("path", type=Path, help="private key file; the public key is PATH.pub")
+    keygen.set_defaults(func=cmd_keygen)
+
+    verify = sub.add_parser("verify", help="check an .onnx file's signature (OUTPUT.sig)")
+    verify.add_argument("model", type=Path)
+    verify.add_argument("--trusted-keys", type=Path, nargs="+", required=True)
+    verify.set_defaults(func=cmd_verify)
 
     evaluate = sub.add_parser("eval", help="evaluate an ONNX policy or a checkpoint")
     evaluate.add_argument("model", help="policy .onnx file or checkpoint .ckpt")

@@ -6,6 +6,13 @@ talking only over topics. Ctrl-C and SIGTERM are forwarded to all of them (the l
 writes its final checkpoint); if one dies, all are stopped with a message saying which and
 why; the learner's log lines are the progress report; the summary is printed at the end.
 
+Signing (issue 18, docs/security.md): by default the run gets ephemeral key pairs, made in a
+private temporary directory and deleted at the end: the learner signs its policy frames and
+the workers trust only its public key; the workers (all on this host) sign their trajectories
+with one worker key the learner trusts. `--signing-key` signs with a long-lived learner key
+instead (the run's .onnx files are then deployable to a server trusting it); `--unsigned`
+runs as before issue 18.
+
 Only the standard library is imported at module level: `cgrpo --help` must stay fast and the
 launch files import `assign_policies` from here.
 """
@@ -17,9 +24,11 @@ import collections
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -73,6 +82,11 @@ def add_train_sim_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--params-file", type=Path, default=None, help=f"node parameters (default: {PARAMS_FILE})"
     )
+    parser.add_argument(
+        "--unsigned",
+        action="store_true",
+        help="no signatures (default: ephemeral per-run keys, or --signing-key)",
+    )
     parser.set_defaults(func=cmd_train_sim)
     return parser
 
@@ -82,8 +96,40 @@ def _yaml_str(value: str) -> str:
     return json.dumps(value)
 
 
+def make_run_keys(args: argparse.Namespace, directory: Path) -> dict[str, str]:
+    """Key parameters of the run's nodes (docs/security.md); {} with --unsigned.
+
+    The learner signs with --signing-key or an ephemeral key; the workers trust its public
+    half. One ephemeral worker key signs every worker's trajectories (all on this host).
+    """
+    if args.unsigned:
+        if args.signing_key is not None:
+            raise ValueError("--unsigned and --signing-key exclude each other")
+        return {}
+    from cgrpo_ros.core.signing import SigningKey, generate_key_pair
+
+    if args.signing_key is not None:
+        learner_key = Path(args.signing_key).resolve()
+        learner = SigningKey.load(learner_key)  # refused here (exit 2) if unusable
+    else:
+        learner_key, _ = generate_key_pair(directory / "learner.key")
+        learner = SigningKey.load(learner_key)
+    learner_pub = learner.write_public(directory / "learner.pub")
+    worker_key, worker_pub = generate_key_pair(directory / "worker.key")
+    return {
+        "learner_key": str(learner_key),
+        "learner_pub": str(learner_pub),
+        "worker_key": str(worker_key),
+        "worker_pub": str(worker_pub),
+        "learner_key_id": learner.key_id,
+    }
+
+
 def build_commands(
-    args: argparse.Namespace, run_dir: Path, params_file: Path
+    args: argparse.Namespace,
+    run_dir: Path,
+    params_file: Path,
+    keys: dict[str, str] | None = None,
 ) -> list[tuple[str, list[str]]]:
     """(node name, argv) of the learner and every worker.
 
@@ -107,9 +153,17 @@ def build_commands(
     }
     if args.config is not None:
         learner["config_file"] = _yaml_str(str(Path(args.config).resolve()))
+    worker_keys: dict[str, Any] = {}
+    if keys:
+        learner["signing_key"] = _yaml_str(keys["learner_key"])
+        learner["trusted_worker_keys"] = f"[{_yaml_str(keys['worker_pub'])}]"
+        worker_keys = {
+            "trusted_keys": f"[{_yaml_str(keys['learner_pub'])}]",
+            "signing_key": _yaml_str(keys["worker_key"]),
+        }
     nodes = [("learner", "cgrpo_ros.nodes.learner", learner)]
     for w, ids in enumerate(assign_policies(args.workers, args.policies)):
-        worker = {**common, "policy_ids": f"[{','.join(str(i) for i in ids)}]"}
+        worker = {**common, **worker_keys, "policy_ids": f"[{','.join(str(i) for i in ids)}]"}
         nodes.append((f"rollout_worker_{w}", "cgrpo_ros.nodes.rollout_worker", worker))
     commands = []
     for name, module, params in nodes:
@@ -176,7 +230,7 @@ class _Child:
 
 
 def cmd_train_sim(args: argparse.Namespace) -> int:
-    from cgrpo_ros.cli import check_positive, default_run_dir, print_summary
+    from cgrpo_ros.cli import check_positive, default_run_dir
 
     check_positive("--iterations", args.iterations)
     check_positive("--steps-per-iteration", args.steps_per_iteration, 10**7)
@@ -185,12 +239,41 @@ def cmd_train_sim(args: argparse.Namespace) -> int:
     params_file = Path(args.params_file) if args.params_file else find_params_file()
     run_dir = Path(args.run_dir or default_run_dir(args.env, args.variant))
     env = stack_environment()
-    print(
-        f"cgrpo train-sim: learner + {args.workers} rollout worker(s) on ROS_DOMAIN_ID="
-        f"{env['ROS_DOMAIN_ID']} ({env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'default')} "
-        f"discovery), parameters {params_file}, run directory {run_dir}",
-        flush=True,
-    )
+    # Private (0700) and removed at the end: the ephemeral private keys never outlive the run.
+    key_dir = Path(tempfile.mkdtemp(prefix="cgrpo-keys-"))
+    try:
+        keys = make_run_keys(args, key_dir)
+        signing = (
+            "unsigned frames (--unsigned)"
+            if not keys
+            else f"frames signed (learner key {keys['learner_key_id']}"
+            + (", ephemeral" if args.signing_key is None else f", {args.signing_key}")
+            + "; ephemeral worker key)"
+        )
+        print(
+            f"cgrpo train-sim: learner + {args.workers} rollout worker(s) on ROS_DOMAIN_ID="
+            f"{env['ROS_DOMAIN_ID']} ({env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'default')} "
+            f"discovery), {signing}, parameters {params_file}, run directory {run_dir}",
+            flush=True,
+        )
+        code = _run_stack(args, run_dir, params_file, env, keys)
+        if keys and run_dir.is_dir():
+            # The public half, so `cgrpo verify` can check the run's files after the run.
+            shutil.copyfile(keys["learner_pub"], run_dir / "signing_key.pub")
+        return code
+    finally:
+        shutil.rmtree(key_dir, ignore_errors=True)
+
+
+def _run_stack(
+    args: argparse.Namespace,
+    run_dir: Path,
+    params_file: Path,
+    env: dict[str, str],
+    keys: dict[str, str],
+) -> int:
+    from cgrpo_ros.cli import print_summary
+
     interrupted: list[str] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -199,7 +282,7 @@ def cmd_train_sim(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     children: list[_Child] = []
     try:
-        for name, argv in build_commands(args, run_dir, params_file):
+        for name, argv in build_commands(args, run_dir, params_file, keys):
             children.append(_Child(name, argv, env, echo=name == "learner"))
         return _supervise(children, interrupted, run_dir, print_summary)
     finally:

@@ -25,6 +25,7 @@ from cgrpo_ros.core.checkpoint import CheckpointError, load_checkpoint, save_che
 from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.core.onnx_export import OnnxPolicy, PolicyMetadata, export_policy_onnx
 from cgrpo_ros.core.rollout import GroupRolloutCollector, GroupSettings, RolloutCollector
+from cgrpo_ros.core.signing import SigningKey, write_artifact
 from cgrpo_ros.run_logging import RunLogger, prepare_run_dir, versions, write_summary
 from cgrpo_ros.tasks import is_goal_task, make_goal_env
 
@@ -165,8 +166,11 @@ class TrainingSession:
         resume: bool = False,
         checkpoint_every: int = 10,
         tensorboard: bool = True,
+        signer: SigningKey | None = None,
     ) -> None:
         self.task = task
+        # Signs every policy artifact this run writes or publishes (issue 18); None: unsigned.
+        self.signer = signer
         self.run_dir = prepare_run_dir(run_dir, resume=resume)
         self.checkpoint_every = checkpoint_every
         self.env_steps = 0
@@ -256,6 +260,23 @@ class TrainingSession:
         """The current version of policy i as ONNX bytes (what workers and robots run)."""
         return export_policy_onnx(self.algo.policies[policy_id], self.metadata(policy_id))
 
+    def signed_policy_artifact(self, policy_id: int) -> tuple[bytes, bytes | None]:
+        """The artifact and its signature envelope (None without a signer)."""
+        data = self.policy_artifact(policy_id)
+        if self.signer is None:
+            return data, None
+        claims = self.metadata(policy_id).signed_claims()
+        return data, self.signer.sign_policy(data, claims)
+
+    def write_policy_file(self, path: Path, policy_id: int) -> None:
+        """`path` (ONNX) and, with a signer, its detached signature `path.sig`."""
+        write_artifact(
+            path,
+            self.policy_artifact(policy_id),
+            self.signer,
+            self.metadata(policy_id).signed_claims(),
+        )
+
     def update(
         self,
         batches: Sequence[RolloutBatch],
@@ -279,7 +300,7 @@ class TrainingSession:
                 if episode_return > self.best_return:
                     self.best_return = episode_return
                     self.best_policy = (i, self.algo.iteration)
-                    (self.run_dir / "best.onnx").write_bytes(self.policy_artifact(i))
+                    self.write_policy_file(self.run_dir / "best.onnx", i)
         self.env_steps += sum(b.num_steps for b in batches)
         metrics = self.algo.update(batches)
         self.logger.log_iteration(
@@ -355,7 +376,7 @@ class TrainingSession:
         """Final checkpoint, final ONNX per policy, curves and summary.json."""
         self.save_checkpoint()
         for i in range(self.config.num_policies):
-            (self.run_dir / f"policy_{i}.onnx").write_bytes(self.policy_artifact(i))
+            self.write_policy_file(self.run_dir / f"policy_{i}.onnx", i)
         self.logger.plot_curves(f"CGRPO-{self.config.variant} on {self.task.env_id}")
         self.logger.close()
         summary = {
@@ -409,6 +430,7 @@ def train_single_process(
     resume: bool = False,
     progress: Callable[[int, IterationMetrics, TrainingSession], None] | None = None,
     checkpoint_every: int = 10,
+    signer: SigningKey | None = None,
 ) -> dict[str, Any]:
     """Algorithm 1 in one process: every policy acts through its own ONNX artifact.
 
@@ -422,6 +444,7 @@ def train_single_process(
         run_dir=run_dir,
         resume=resume,
         checkpoint_every=checkpoint_every,
+        signer=signer,
     )
     n = session.config.num_policies
     seed = session.config.seed

@@ -8,7 +8,9 @@ The header is UTF-8 JSON (a flat dict of scalars, padded with spaces so that the
 8-byte aligned); the payload is raw little-endian arrays. Metrics are JSON in `std_msgs/String`.
 Version 2 added the per-episode success flags of trajectory frames (`reports_success`,
 `episode_successes`); version 3 the same-state group of every step (`has_groups`,
-`branch_group`); a decoder accepts only its own version.
+`branch_group`); version 4 the `signed` flag and an optional signature section after the
+payload of both frames (issue 18, cgrpo_ros/core/signing.py); a decoder accepts only its own
+version. The codecs only carry the signature bytes; the nodes verify them.
 
 Frames come from the network, so decoding treats them as untrusted: every problem raises
 `WireFormatError` naming the field, its value and what is allowed, sizes are checked against
@@ -22,7 +24,7 @@ import hashlib
 import json
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -31,7 +33,8 @@ import numpy.typing as npt
 
 from cgrpo_ros.core.buffers import RolloutBatch
 
-FORMAT_VERSION = 3  # 2: per-episode success flags; 3: same-state group ids (branch_group)
+# 2: per-episode success flags; 3: same-state group ids (branch_group); 4: signatures
+FORMAT_VERSION = 4
 TRAJECTORY_MAGIC = b"CGRT"
 POLICY_MAGIC = b"CGRP"
 _PREFIX = struct.Struct("<4sHI")  # magic, format version, header length
@@ -46,6 +49,7 @@ MAX_EPISODE_LENGTH = 100_000_000  # an episode may have started in earlier batch
 MAX_STRING_CHARS = 256  # worker_id, task
 MAX_POLICIES = 4096
 MAX_METRICS_CHARS = 1024 * 1024
+MAX_SIGNATURE_BYTES = 64 * 1024  # signing.MAX_ENVELOPE_BYTES: a policy's claims are a few kB
 _MAX_COUNTER = 2**63 - 1  # policy_version, seq: fit an int64 wherever they are stored
 
 # Header fields: (type, low, high); for strings the range bounds the length.
@@ -66,6 +70,8 @@ _TRAJECTORY_FIELDS: _Spec = {
     # 1: the batch comes from same-state groups and `branch_group` holds each step's branch
     # point (0..num_steps-1); 0: a plain rollout, and that section is all -1.
     "has_groups": (int, 0, 1),
+    # 1: a signature section (1..MAX_SIGNATURE_BYTES) follows the payload; 0: none.
+    "signed": (int, 0, 1),
 }
 _POLICY_FIELDS: _Spec = {
     "policy_id": (int, 0, MAX_POLICIES - 1),
@@ -73,6 +79,7 @@ _POLICY_FIELDS: _Spec = {
     "num_policies": (int, 1, MAX_POLICIES),
     "num_bytes": (int, 1, MAX_FRAME_BYTES),
     "sha256": (str, 64, 64),
+    "signed": (int, 0, 1),  # 1: the artifact's signature envelope follows the ONNX bytes
 }
 
 # What rclpy, tests and tools hand to the decoders (rclpy delivers array.array('B')).
@@ -94,6 +101,9 @@ class DecodedTrajectory:
     # Whether each episode of `batch.episode_returns` ended in success (the task's
     # `is_success` on its last step), in the same order; None when the task reports no success.
     episode_successes: list[bool] | None = None
+    # The signature section (signed frames only) and the frame bytes it signs.
+    signature: bytes | None = field(default=None, repr=False)
+    signed_bytes: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,7 @@ class DecodedPolicy:
     num_policies: int
     sha256: str
     onnx_bytes: bytes = field(repr=False)
+    signature: bytes | None = field(default=None, repr=False)  # the artifact's envelope
 
 
 def _frame(magic: bytes, header: Mapping[str, Any], payload_parts: Sequence[bytes]) -> bytes:
@@ -323,12 +334,15 @@ def encode_trajectory(
     seq: int,
     task: str,
     episode_successes: Sequence[bool] | None = None,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> bytes:
     """Frame `batch` for `/cgrpo/trajectories`. Raises WireFormatError for a batch that the
     decoder would reject (inconsistent shapes, NaN/Inf, bad episode lengths).
 
     `episode_successes`: whether each episode of `batch.episode_returns` ended in success, in
     that order (RolloutCollector.episode_successes); None when the task reports no success.
+    `sign`: returns the signature section of the frame bytes it is given
+    (`SigningKey.sign_frame`); None: an unsigned frame.
     """
     obs, actions = np.asarray(batch.obs), np.asarray(batch.actions)
     if obs.ndim != 2 or actions.ndim != 2:
@@ -340,7 +354,7 @@ def encode_trajectory(
         obs_dim=int(obs.shape[1]), act_dim=int(actions.shape[1]), num_steps=int(obs.shape[0]),
         num_episodes=int(np.shape(batch.episode_returns)[0]), task=task,
         reports_success=int(episode_successes is not None),
-        has_groups=int(batch.branch_group is not None),
+        has_groups=int(batch.branch_group is not None), signed=int(sign is not None),
     )  # fmt: skip
     _check_fields(header, _TRAJECTORY_FIELDS, "trajectory")
     values = {name: getattr(batch, name) for name in _BATCH_FIELDS}
@@ -360,7 +374,40 @@ def encode_trajectory(
         for name, dtype, _ in _section_sizes(header)
     }
     _check_arrays(arrays, header["num_steps"], header["reports_success"], header["has_groups"])
-    return _frame(TRAJECTORY_MAGIC, header, [a.tobytes() for a in arrays.values()])
+    frame = _frame(TRAJECTORY_MAGIC, header, [a.tobytes() for a in arrays.values()])
+    return frame if sign is None else _append_signature(frame, sign(frame))
+
+
+def _append_signature(frame: bytes, signature: bytes) -> bytes:
+    if not 1 <= len(signature) <= MAX_SIGNATURE_BYTES:
+        raise WireFormatError(
+            f"signature section is {len(signature)} bytes; allowed: 1..{MAX_SIGNATURE_BYTES}"
+        )
+    if len(frame) + len(signature) > MAX_FRAME_BYTES:
+        raise WireFormatError(f"signed frame would exceed {MAX_FRAME_BYTES} bytes")
+    return frame + bytes(signature)
+
+
+def _split_signature(
+    kind: str, header: Mapping[str, Any], payload: memoryview, payload_bytes: int, sizes: str
+) -> bytes | None:
+    """The signature section after `payload_bytes` of payload (signed frames), else None;
+    refuses a frame whose length fits neither."""
+    extra = payload.nbytes - payload_bytes
+    if header["signed"]:
+        if not 1 <= extra <= MAX_SIGNATURE_BYTES:
+            raise WireFormatError(
+                f"{kind} payload is {payload.nbytes} bytes; allowed: {payload_bytes} as implied "
+                f"by {sizes}, plus a signature section of 1..{MAX_SIGNATURE_BYTES} bytes "
+                "(signed = 1)"
+            )
+        return bytes(payload[payload_bytes:])
+    if extra != 0:
+        raise WireFormatError(
+            f"{kind} payload is {payload.nbytes} bytes; allowed: exactly {payload_bytes} as "
+            f"implied by {sizes} (signed = 0)"
+        )
+    return None
 
 
 def decode_trajectory(data: FrameData) -> DecodedTrajectory:
@@ -371,12 +418,12 @@ def decode_trajectory(data: FrameData) -> DecodedTrajectory:
     # Sizes come from bounded header ints, so this product cannot overflow; compare it with
     # the bytes actually received before touching (let alone allocating for) the payload.
     expected = sum(dtype.itemsize * math.prod(shape) for _, dtype, shape in sections)
-    if payload.nbytes != expected:
-        raise WireFormatError(
-            f"trajectory payload is {payload.nbytes} bytes; allowed: exactly {expected} as "
-            f"implied by num_steps={header['num_steps']}, obs_dim={header['obs_dim']}, "
-            f"act_dim={header['act_dim']}, num_episodes={header['num_episodes']}"
-        )
+    sizes = (
+        f"num_steps={header['num_steps']}, obs_dim={header['obs_dim']}, "
+        f"act_dim={header['act_dim']}, num_episodes={header['num_episodes']}"
+    )
+    signature = _split_signature("trajectory", header, payload, expected, sizes)
+    payload = payload[:expected]
     arrays: dict[str, npt.NDArray[Any]] = {}
     offset = 0
     for name, dtype, shape in sections:  # views into the frame: no copy until astype below
@@ -392,24 +439,43 @@ def decode_trajectory(data: FrameData) -> DecodedTrajectory:
         arrays["episode_successes"].astype(bool).tolist() if header["reports_success"] else None
     )
     fields = ("policy_id", "policy_version", "worker_id", "seq", "task")
+    signed_bytes = None
+    if signature is not None:
+        view = _as_buffer(data)
+        signed_bytes = bytes(view[: view.nbytes - len(signature)])
     return DecodedTrajectory(
-        **{name: header[name] for name in fields}, batch=batch, episode_successes=successes
+        **{name: header[name] for name in fields},
+        batch=batch,
+        episode_successes=successes,
+        signature=signature,
+        signed_bytes=signed_bytes,
     )
 
 
 def encode_policy(
-    onnx_bytes: bytes, *, policy_id: int, policy_version: int, num_policies: int
+    onnx_bytes: bytes,
+    *,
+    policy_id: int,
+    policy_version: int,
+    num_policies: int,
+    signature: bytes | None = None,
 ) -> bytes:
-    """Frame an ONNX policy artifact for the latched `/cgrpo/policies` topic."""
+    """Frame an ONNX policy artifact for the latched `/cgrpo/policies` topic.
+
+    `signature`: the artifact's envelope (`SigningKey.sign_policy`, the `.sig` file's content);
+    None: an unsigned frame.
+    """
     header = {
         "policy_id": policy_id,
         "policy_version": policy_version,
         "num_policies": num_policies,
         "num_bytes": len(onnx_bytes),
         "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+        "signed": int(signature is not None),
     }
     _validate_policy(header)
-    return _frame(POLICY_MAGIC, header, [bytes(onnx_bytes)])
+    frame = _frame(POLICY_MAGIC, header, [bytes(onnx_bytes)])
+    return frame if signature is None else _append_signature(frame, signature)
 
 
 def _validate_policy(header: dict[str, Any]) -> None:
@@ -429,12 +495,10 @@ def decode_policy(data: FrameData) -> DecodedPolicy:
     """Parse a policy frame and verify the ONNX bytes against the header's sha256."""
     header, payload = _unframe(POLICY_MAGIC, "policy", data)
     _validate_policy(header)
-    if payload.nbytes != header["num_bytes"]:
-        raise WireFormatError(
-            f"policy payload is {payload.nbytes} bytes; allowed: exactly num_bytes="
-            f"{header['num_bytes']}"
-        )
-    onnx_bytes = bytes(payload)
+    signature = _split_signature(
+        "policy", header, payload, header["num_bytes"], f"num_bytes={header['num_bytes']}"
+    )
+    onnx_bytes = bytes(payload[: header["num_bytes"]])
     digest = hashlib.sha256(onnx_bytes).hexdigest()
     if digest != header["sha256"]:
         raise WireFormatError(
@@ -442,7 +506,9 @@ def decode_policy(data: FrameData) -> DecodedPolicy:
             "(corrupted or tampered artifact)"
         )
     fields = ("policy_id", "policy_version", "num_policies", "sha256")
-    return DecodedPolicy(**{name: header[name] for name in fields}, onnx_bytes=onnx_bytes)
+    return DecodedPolicy(
+        **{name: header[name] for name in fields}, onnx_bytes=onnx_bytes, signature=signature
+    )
 
 
 def _jsonable(value: Any) -> Any:

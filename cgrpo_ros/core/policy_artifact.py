@@ -80,6 +80,24 @@ class PolicyMetadata:
         props.update(self.extra)
         return {_PREFIX + k: v for k, v in props.items()}
 
+    def signed_claims(self) -> dict[str, object]:
+        """The metadata a signature vouches for (cgrpo_ros/core/signing.py): which policy and
+        version, for which task, what it observes and commands, trained with which config.
+        The ONNX bytes' SHA-256 (which covers every metadata entry) is added by the signer;
+        these copies let a receiver check the claims before it even parses the model."""
+        return {
+            "policy_id": self.policy_id,
+            "policy_version": self.policy_version,
+            "task": self.task,
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "obs_names": list(self.obs_names),
+            "action_names": list(self.action_names),
+            "action_mode": self.action_mode,
+            "obs_layout_version": self.obs_layout_version,
+            "config_hash": self.config_hash,
+        }
+
     @staticmethod
     def from_props(props: dict[str, str]) -> PolicyMetadata:
         values = {k[len(_PREFIX) :]: v for k, v in props.items() if k.startswith(_PREFIX)}

@@ -8,6 +8,7 @@ process dies, stops the others and says which one died and with what exit code.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import subprocess
 import sys
@@ -44,6 +45,13 @@ def add_deploy_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--params-file", type=Path, default=None, help="default: deploy.yaml")
     parser.add_argument("--use-sim", action="store_true", help="also start sim_bridge")
     parser.add_argument(
+        "--trusted-keys",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="serve only models whose MODEL.sig is signed by one of these public keys",
+    )
+    parser.add_argument(
         "-p", dest="extra", action="append", default=[], help="extra policy_server name:=value"
     )
     parser.set_defaults(func=cmd_deploy)
@@ -76,6 +84,10 @@ def build_commands(args: argparse.Namespace) -> dict[str, list[str]]:
         server += server_param(f"controller_name:={args.controller_name}")
     if args.control_rate_hz is not None:
         server += server_param(f"control_rate_hz:={float(args.control_rate_hz)!r}")
+    trusted = getattr(args, "trusted_keys", None)  # absent from Namespaces built by hand
+    if trusted:
+        keys = json.dumps([str(Path(k).resolve()) for k in trusted])
+        server += server_param(f"trusted_keys:={keys}")
     for item in args.extra:
         server += server_param(item)
     python = [sys.executable, "-m"]

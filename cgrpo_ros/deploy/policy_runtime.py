@@ -4,6 +4,8 @@
 file is read and checked against its own metadata (OnnxPolicy) and against the robot config
 (validate_policy_against_robot); any problem raises PolicyArtifactError listing every
 difference, so the node can refuse to start, or refuse the reload, with that message.
+With trusted keys (issue 18) the file's detached signature `<file>.sig` is checked first:
+unsigned, untrusted, tampered or older-than-the-running-policy files are refused the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from cgrpo_ros.core.policy_artifact import OnnxPolicy, PolicyArtifactError
+from cgrpo_ros.core.policy_artifact import MAX_MODEL_BYTES, OnnxPolicy, PolicyArtifactError
+from cgrpo_ros.core.signing import (
+    SignatureError,
+    TrustedKeys,
+    check_claims,
+    check_not_replayed,
+    read_signature_file,
+)
 from cgrpo_ros.deploy.observation import ObservationBuilder, validate_policy_against_robot
 from sim_bridge.reach_task import ReachTask
 from sim_bridge.robot_config import RobotConfig
@@ -33,6 +42,8 @@ class PolicyRuntime:
     path: str
     reach: ReachTask | None = None
     """Forward kinematics and fingertip steps, when the policy's layout or actions use them."""
+    signed_by: str | None = None  # key id of a verified signature; None: unsigned policy
+    signed_at_ns: int | None = None
 
     def joint_target(self, action: FloatArray, last_command: npt.ArrayLike) -> FloatArray:
         """Joint targets for a policy action: the action itself for joint_position policies,
@@ -51,11 +62,21 @@ class PolicyRuntime:
             "policy_version": meta.policy_version,
             "task": meta.task,
             "config_hash": meta.config_hash[:12],
+            "signed_by": self.signed_by,
         }
 
 
-def load_policy_runtime(path: str | Path, robot: RobotConfig) -> PolicyRuntime:
-    """Load and validate; PolicyArtifactError names the file and every difference."""
+def load_policy_runtime(
+    path: str | Path,
+    robot: RobotConfig,
+    trusted: TrustedKeys | None = None,
+    newer_than_ns: int | None = None,
+) -> PolicyRuntime:
+    """Load and validate; PolicyArtifactError names the file and every difference.
+
+    `trusted`: when it holds keys, the file must carry a valid signature by one of them;
+    `newer_than_ns`: the running policy's signing time (a reload must be signed later).
+    """
     if not str(path):
         raise PolicyArtifactError(
             "parameter 'model_path' is empty; pass the ONNX policy, e.g. "
@@ -64,7 +85,11 @@ def load_policy_runtime(path: str | Path, robot: RobotConfig) -> PolicyRuntime:
     file = Path(path)
     if not file.is_file():
         raise PolicyArtifactError(f"policy model {file} does not exist (parameter 'model_path')")
-    policy = OnnxPolicy.from_file(file)
+    if not trusted:
+        policy = OnnxPolicy.from_file(file)
+        signed_by, signed_at = None, None
+    else:
+        policy, signed_by, signed_at = _load_signed(file, trusted, newer_than_ns)
     problems = validate_policy_against_robot(policy.metadata, robot)
     if problems:
         listing = "\n  - ".join(problems)
@@ -90,7 +115,37 @@ def load_policy_runtime(path: str | Path, robot: RobotConfig) -> PolicyRuntime:
             f"policy model {file} returned an action of shape {probe.shape}; expected "
             f"({policy.metadata.act_dim},)"
         )
-    return PolicyRuntime(policy=policy, builder=builder, path=str(file), reach=reach)
+    return PolicyRuntime(
+        policy=policy,
+        builder=builder,
+        path=str(file),
+        reach=reach,
+        signed_by=signed_by,
+        signed_at_ns=signed_at,
+    )
+
+
+def _load_signed(
+    file: Path, trusted: TrustedKeys, newer_than_ns: int | None
+) -> tuple[OnnxPolicy, str, int]:
+    """The policy of a file whose signature is checked before onnxruntime parses it."""
+    try:
+        if file.stat().st_size > MAX_MODEL_BYTES:
+            raise PolicyArtifactError(f"policy model {file} is above {MAX_MODEL_BYTES} bytes")
+        data = file.read_bytes()
+    except OSError as exc:
+        raise PolicyArtifactError(f"policy model {file} cannot be read: {exc}") from None
+    try:
+        verified = trusted.verify_policy(data, read_signature_file(file), f"policy model {file}")
+        check_not_replayed(verified, newer_than_ns, f"policy model {file}")
+        policy = OnnxPolicy(data, source=str(file))
+        check_claims(verified, policy.metadata.signed_claims(), f"policy model {file}")
+    except SignatureError as err:
+        hint = " (sign it: cgrpo export --signing-key, or `.sig` missing)"
+        raise PolicyArtifactError(
+            f"{err} [{err.reason}]" + (hint if err.reason == "unsigned" else "")
+        ) from None
+    return policy, verified.key_id, verified.signed_at_ns
 
 
 class WindowStats:

@@ -25,12 +25,14 @@ from typing import Any
 
 import torch
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from std_msgs.msg import String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
 from cgrpo_ros.bounded import DuplicateGuard, RecentTable
 from cgrpo_ros.core.cgrpo import IterationMetrics
+from cgrpo_ros.core.signing import SignatureError
 from cgrpo_ros.nodes.params import (
     BackgroundSpinner,
     ParameterError,
@@ -41,6 +43,8 @@ from cgrpo_ros.nodes.params import (
     declare_parameters,
     handle_command_line,
     latched_qos,
+    load_signing_key,
+    load_trusted_keys,
     run_node,
 )
 from cgrpo_ros.nodes.rollout_worker import (
@@ -91,6 +95,18 @@ LEARNER_PARAMS = (
         (0.1, 1e6),
         read_only=False,
     ),
+    ParamSpec(
+        "signing_key",
+        "",
+        "Ed25519 private key file (cgrpo keygen; mode 0600) signing every policy frame and "
+        ".onnx file; empty: unsigned (docs/security.md).",
+    ),
+    ParamSpec(
+        "trusted_worker_keys",
+        Parameter.Type.STRING_ARRAY,
+        "Public key files of the workers; set: only trajectory frames signed by one of them "
+        "are used. Unset: unsigned frames are accepted (docs/security.md).",
+    ),
 )
 DECLARED_PARAMETERS = tuple(spec.name for spec in LEARNER_PARAMS) + config_parameter_names()
 
@@ -120,6 +136,8 @@ class LearnerNode(Node):
             task = TaskSpec.from_env(p["env_id"])
         except Exception as err:  # gymnasium raises several types for an unknown id
             raise ParameterError(f"parameter 'env_id' = {p['env_id']!r}: {err}") from None
+        signer = load_signing_key("signing_key", p["signing_key"])
+        self.trusted_workers = load_trusted_keys("trusted_worker_keys", p["trusted_worker_keys"])
         try:
             self.session = TrainingSession(
                 task=task,
@@ -127,6 +145,7 @@ class LearnerNode(Node):
                 run_dir=run_dir,
                 resume=p["resume"],
                 checkpoint_every=p["checkpoint_every"],
+                signer=signer,
             )
         except ValueError as err:  # RunDirectoryError, CheckpointError: say what to change
             raise ParameterError(f"parameters 'run_dir'/'resume': {err}") from None
@@ -161,6 +180,19 @@ class LearnerNode(Node):
         for problem in self.session.resume_problems:
             self.get_logger().error(f"checkpoint skipped on resume: {problem}")
         self.get_logger().info(
+            (
+                f"signing policies with key {signer.key_id} ({signer.source})"
+                if signer is not None
+                else "policies are published UNSIGNED (no signing_key): any workers trusting "
+                "keys will refuse them"
+            )
+            + (
+                f"; trajectories accepted only when signed by {self.trusted_workers.describe()}"
+                if self.trusted_workers
+                else "; unsigned trajectories accepted (no trusted_worker_keys)"
+            )
+        )
+        self.get_logger().info(
             f"CGRPO-{config.variant} on {p['env_id']}: {n} policies, {config.num_groups} groups, "
             f"{p['iterations']} iterations x {p['steps_per_iteration']} steps, run dir {run_dir}"
             + (
@@ -178,6 +210,17 @@ class LearnerNode(Node):
             with self.lock:
                 self._reject("malformed", str(err))
             return
+        if self.trusted_workers:
+            try:  # before anything else: an unverified frame must not even count as seen
+                self.trusted_workers.verify_frame(
+                    traj.signed_bytes or b"",
+                    traj.signature,
+                    f"trajectory frame from {traj.worker_id[:64]!r} seq {traj.seq}",
+                )
+            except SignatureError as err:
+                with self.lock:
+                    self._reject(err.reason, str(err))
+                return
         with self.lock:
             reason = self._check(traj)
             if reason is not None:
@@ -298,8 +341,10 @@ class LearnerNode(Node):
     def publish_policies(self) -> None:
         version, n = self.session.iteration, self.num_policies
         for i in range(n):
-            artifact = self.session.policy_artifact(i)
-            frame = encode_policy(artifact, policy_id=i, policy_version=version, num_policies=n)
+            artifact, signature = self.session.signed_policy_artifact(i)
+            frame = encode_policy(
+                artifact, policy_id=i, policy_version=version, num_policies=n, signature=signature
+            )
             self.policy_pub.publish(to_uint8_msg(frame))
 
     def wait_for_batches(self) -> list[DecodedTrajectory] | None:

@@ -55,6 +55,8 @@ class ParamSpec:
     read_only: bool = True  # most values fix the shape of a run; changing them live is unsafe
 
     def allowed(self) -> str:
+        if isinstance(self.default, rclpy.parameter.Parameter.Type):  # declared without a value
+            return f"a {self.default.name.lower().replace('_', ' ')}"
         if self.choices is not None:
             return "one of: " + ", ".join(self.choices)
         if self.range is not None:
@@ -163,6 +165,28 @@ def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]
             )
         values[spec.name] = value
     return values
+
+
+def load_signing_key(name: str, value: Any) -> Any:
+    """The SigningKey named by parameter `name` (a private key file), or None when empty."""
+    from cgrpo_ros.core.signing import KeyFileError, SigningKey
+
+    if not value:
+        return None
+    try:
+        return SigningKey.load(str(value))
+    except KeyFileError as err:
+        raise ParameterError(f"parameter '{name}': {err}") from None
+
+
+def load_trusted_keys(name: str, value: Any) -> Any:
+    """The TrustedKeys of a string-array parameter (unset or empty: none, i.e. unsigned)."""
+    from cgrpo_ros.core.signing import KeyFileError, TrustedKeys
+
+    try:
+        return TrustedKeys.load([str(p) for p in (value or []) if str(p)])
+    except KeyFileError as err:
+        raise ParameterError(f"parameter '{name}': {err}") from None
 
 
 def config_parameter_names() -> tuple[str, ...]:

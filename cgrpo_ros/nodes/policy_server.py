@@ -41,6 +41,7 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from cgrpo_ros.core.policy_artifact import PolicyArtifactError
+from cgrpo_ros.core.signing import KeyFileError, TrustedKeys
 from cgrpo_ros.deploy.command_gate import CommandGate, HoldReason, Mode
 from cgrpo_ros.deploy.observation import NonFiniteObservationError, ObservationError
 from cgrpo_ros.deploy.policy_runtime import (
@@ -81,6 +82,14 @@ DECLARED_PARAMETERS: tuple[tuple[str, Any, str, tuple[float, float] | None, bool
     ("status_rate_hz", 5.0, "Rate of ~/status [Hz].", (0.1, 100.0), True),
     ("control_mode", "event", "event: tick on each joint state (capped); timer.", None, True),
     ("executor", "events", "events (rclpy EventsExecutor) or single_threaded.", None, True),
+    # Issue 18: set, only models whose <file>.sig is signed by one of these keys are served.
+    (
+        "trusted_keys",
+        Parameter.Type.STRING_ARRAY,
+        "Public key files (docs/security.md).",
+        None,
+        True,
+    ),
 )
 
 
@@ -126,9 +135,25 @@ class PolicyServerNode(Node):
         p = self._declare_parameters()
         self.robot = self._load_robot(str(p["robot_config"]))
         try:
-            self.runtime: PolicyRuntime = load_policy_runtime(str(p["model_path"]), self.robot)
+            self.trusted = TrustedKeys.load(p["trusted_keys"] or [])
+        except KeyFileError as err:
+            raise StartupError(f"refusing to start: parameter 'trusted_keys': {err}") from None
+        try:
+            self.runtime: PolicyRuntime = load_policy_runtime(
+                str(p["model_path"]), self.robot, self.trusted
+            )
         except PolicyArtifactError as err:
             raise StartupError(f"refusing to start: {err}") from None
+        if self.trusted:
+            self.get_logger().info(
+                f"serving only policies signed by {self.trusted.describe()}; "
+                f"{self.runtime.path} is signed by key {self.runtime.signed_by}"
+            )
+        else:
+            self.get_logger().warning(
+                "running UNSIGNED policies: no trusted_keys, so any file at model_path is "
+                "served (docs/security.md)"
+            )
         self.goal: np.ndarray | None = None
         if p["goal"] is not None:
             self.goal = self._checked_goal(list(p["goal"]), self.runtime)
@@ -421,7 +446,9 @@ class PolicyServerNode(Node):
         """
         path = str(self.get_parameter("model_path").value)
         try:
-            runtime = load_policy_runtime(path, self.robot)
+            runtime = load_policy_runtime(
+                path, self.robot, self.trusted, newer_than_ns=self.runtime.signed_at_ns
+            )
             if runtime.builder.goal_size != self.runtime.builder.goal_size:
                 raise PolicyArtifactError(
                     f"policy model {path} needs {runtime.builder.goal_size} goal values, the "

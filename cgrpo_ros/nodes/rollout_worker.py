@@ -25,12 +25,14 @@ from typing import Any, TypeAlias
 
 import numpy as np
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from std_msgs.msg import String, UInt8MultiArray
 
 from cgrpo_ros.core.buffers import RolloutBatch
 from cgrpo_ros.core.policy_artifact import MAX_MODEL_BYTES, OnnxPolicy, PolicyArtifactError
 from cgrpo_ros.core.rollout import ActFn, GroupRolloutCollector, GroupSettings, RolloutCollector
+from cgrpo_ros.core.signing import SignatureError, check_claims, check_not_replayed
 from cgrpo_ros.nodes.params import (
     BackgroundSpinner,
     ParameterError,
@@ -39,9 +41,12 @@ from cgrpo_ros.nodes.params import (
     declare_parameters,
     handle_command_line,
     latched_qos,
+    load_signing_key,
+    load_trusted_keys,
     run_node,
 )
 from cgrpo_ros.wire import (
+    DecodedPolicy,
     WireFormatError,
     decode_metrics,
     decode_policy,
@@ -75,6 +80,18 @@ WORKER_PARAMS = (
     ParamSpec("lockstep", False, "ros_robot: wait for a newer joint state after each command."),
     ParamSpec(
         "state_timeout_s", 5.0, "ros_robot: warn when no state arrives this long.", (0.1, 600.0)
+    ),
+    ParamSpec(
+        "trusted_keys",
+        Parameter.Type.STRING_ARRAY,
+        "Public key files of the learner; set: only policy frames signed by one of them, and "
+        "newer than the one in use, are run. Unset: unsigned frames are run (docs/security.md).",
+    ),
+    ParamSpec(
+        "signing_key",
+        "",
+        "Ed25519 private key file (mode 0600) signing this worker's trajectory frames; empty: "
+        "unsigned.",
     ),
 )
 DECLARED_PARAMETERS = tuple(spec.name for spec in WORKER_PARAMS)
@@ -139,6 +156,9 @@ class RolloutWorkerNode(Node):
                 f"parameter 'policy_ids' = {self.policy_ids} is not allowed; use a non-empty "
                 f"list of ids in [0, {n - 1}] (num_policies = {n})"
             )
+        self.trusted = load_trusted_keys("trusted_keys", p["trusted_keys"])
+        self.signer = load_signing_key("signing_key", p["signing_key"])
+        self.signed_at: dict[int, int] = {}  # policy id -> signing time of the frame in use
         self.lock = threading.Condition()
         # policy id -> (version, validated runner, serial of the frame that brought it)
         self.newest: dict[int, tuple[int, OnnxPolicy, int]] = {}
@@ -161,7 +181,13 @@ class RolloutWorkerNode(Node):
         self.create_timer(STATUS_PERIOD_S, self.on_status_tick)
         self.get_logger().info(
             f"worker {self.worker_id}: policies {self.policy_ids} of {n}, backend "
-            f"{p['backend']}, task {p['env_id']}, {p['steps_per_iteration']} steps/iteration"
+            f"{p['backend']}, task {p['env_id']}, {p['steps_per_iteration']} steps/iteration; "
+            + (
+                f"runs only policies signed by {self.trusted.describe()}"
+                if self.trusted
+                else "runs UNSIGNED policies (no trusted_keys)"
+            )
+            + (f"; signs trajectories with key {self.signer.key_id}" if self.signer else "")
         )
 
     # -- callbacks (executor thread: copy and notify only) -----------------------------------
@@ -187,12 +213,29 @@ class RolloutWorkerNode(Node):
         if len(policy.onnx_bytes) > MAX_MODEL_BYTES:
             self._reject("oversized", f"{source}: {len(policy.onnx_bytes)} bytes")
             return
+        verified = None
+        if self.trusted:
+            # Signature first: an unverified model is never even parsed by onnxruntime.
+            try:
+                verified = self.trusted.verify_policy(policy.onnx_bytes, policy.signature, source)
+                check_claims(verified, _header_claims(policy), source)
+                with self.lock:
+                    check_not_replayed(verified, self.signed_at.get(policy.policy_id), source)
+            except SignatureError as err:
+                self._reject(err.reason, str(err))
+                return
         try:
             runner = OnnxPolicy(policy.onnx_bytes, source=source)
         except PolicyArtifactError as err:
             self._reject("bad_model", str(err))
             return
         meta = runner.metadata
+        if verified is not None:
+            try:  # what the model itself says must be what was signed
+                check_claims(verified, meta.signed_claims(), source)
+            except SignatureError as err:
+                self._reject(err.reason, str(err))
+                return
         try:
             GroupSettings.from_metadata(meta.extra)
         except ValueError as err:
@@ -210,6 +253,12 @@ class RolloutWorkerNode(Node):
             # restarted learner resuming from a checkpoint, and the batches the old one never
             # used must be collected again (docs/reliability.md). Each frame gets a serial so
             # the collection loop sees it as new work.
+            if verified is not None:
+                # A frame validated concurrently cannot exist (one executor thread), but the
+                # check is cheap: never go back to an older signature.
+                if verified.signed_at_ns <= self.signed_at.get(policy.policy_id, -1):
+                    return
+                self.signed_at[policy.policy_id] = verified.signed_at_ns
             self._frame_serial += 1
             self.newest[policy.policy_id] = (policy.policy_version, runner, self._frame_serial)
             self.lock.notify_all()
@@ -288,6 +337,7 @@ class RolloutWorkerNode(Node):
             seq=self.seq,
             task=self.params["env_id"],
             episode_successes=episode_successes,
+            sign=None if self.signer is None else self.signer.sign_frame,
         )
         self.seq += 1
         self.trajectory_pub.publish(to_uint8_msg(frame))
@@ -329,6 +379,11 @@ def collection_loop(node: RolloutWorkerNode, backend: Any) -> None:
         with node.lock:
             if node.learner_done:
                 node.stop.set("the learner announced it is done")
+
+
+def _header_claims(policy: DecodedPolicy) -> dict[str, int]:
+    """The frame header's fields a signature covers (the envelope names them too)."""
+    return {"policy_id": policy.policy_id, "policy_version": policy.policy_version}
 
 
 def check_task(runner: OnnxPolicy, env_id: str) -> None:

@@ -96,7 +96,7 @@ def test_node_refuses_a_parameter_given_outside_ros_args(name: str, tmp_path: Pa
     assert list(tmp_path.iterdir()) == []
 
 
-SUBCOMMANDS = ["train", "train-sim", "deploy", "export", "eval", "bench"]
+SUBCOMMANDS = ["train", "train-sim", "deploy", "export", "eval", "bench", "keygen", "verify"]
 
 
 @pytest.mark.parametrize("args", [["--help"], ["-h"], *([s, "--help"] for s in SUBCOMMANDS)])

@@ -169,7 +169,8 @@ def policy_frame(payload: bytes, policy_id: int = 0, version: int = 5, n: int = 
     import hashlib
 
     header = {"policy_id": policy_id, "policy_version": version, "num_policies": n,
-              "num_bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}  # fmt: skip
+              "num_bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
+              "signed": 0}  # fmt: skip
     return hand_frame(b"CGRP", header, payload)
 
 
@@ -181,7 +182,7 @@ def bad_policies(rng: np.random.Generator) -> list[tuple[str | None, bytes]]:
     frames += [("malformed", onnx_like[: int(rng.integers(0, len(onnx_like)))]) for _ in range(10)]
     frames += [("malformed", onnx_like[:4] + struct.pack("<H", 9) + onnx_like[6:])] * 10
     giant = {"policy_id": 0, "policy_version": 1, "num_policies": 2,
-             "num_bytes": 2**31, "sha256": "0" * 64}  # fmt: skip
+             "num_bytes": 2**31, "sha256": "0" * 64, "signed": 0}  # fmt: skip
     frames += [("malformed", hand_frame(b"CGRP", giant, b"\0" * 64))] * 10
     tampered = bytearray(onnx_like)
     tampered[-1] ^= 1  # sha256 no longer matches

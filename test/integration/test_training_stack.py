@@ -165,6 +165,13 @@ def test_train_sim_command_with_two_workers(ros_env: dict[str, str], tmp_path: P
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["worker_ids"] == ["rollout_worker_0", "rollout_worker_1"], summary
     assert summary["env_steps"] == 2 * 2 * 128
+    # Issue 18: by default the run is signed with ephemeral keys (deleted at the end); the
+    # public half stays in the run directory and verifies its files.
+    assert "frames signed (learner key" in out and summary["rejected"] == {}, out
+    from cgrpo_ros.cli import main as cgrpo_main
+
+    pub = str(run_dir / "signing_key.pub")
+    assert cgrpo_main(["verify", str(run_dir / "policy_1.onnx"), "--trusted-keys", pub]) == 0
 
 
 def _batch(steps: int, obs_dim: int = 4, act_dim: int = 1) -> RolloutBatch:

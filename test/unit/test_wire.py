@@ -38,9 +38,11 @@ def make_batch(T: int = 12, obs_dim: int = 3, act_dim: int = 2, seed: int = 0) -
     )
 
 
-def frame(batch: RolloutBatch | None = None, successes: list[bool] | None = None) -> bytes:
+def frame(
+    batch: RolloutBatch | None = None, successes: list[bool] | None = None, sign: Any = None
+) -> bytes:
     batch = batch if batch is not None else make_batch()
-    return wire.encode_trajectory(batch, **META, episode_successes=successes)
+    return wire.encode_trajectory(batch, **META, episode_successes=successes, sign=sign)
 
 
 def reframe(data: bytes, header_edit: dict[str, Any] | None = None, drop: str = "") -> bytes:
@@ -102,12 +104,12 @@ def test_branch_groups_round_trip_and_are_checked() -> None:
         wire.decode_trajectory(forged)
 
 
-def test_hand_built_version_3_frame_decodes_as_documented() -> None:
+def test_hand_built_version_4_frame_decodes_as_documented() -> None:
     """docs/wire_format.md, byte by byte: the success section is u8 [E] after episode_lengths,
-    then branch_group i8 [T]."""
+    then branch_group i8 [T]; `signed` 0: nothing after the payload."""
     b = make_batch()
     header = {**META, "obs_dim": 3, "act_dim": 2, "num_steps": 12, "num_episodes": 2,
-              "reports_success": 1, "has_groups": 1}  # fmt: skip
+              "reports_success": 1, "has_groups": 1, "signed": 0}  # fmt: skip
     text = json.dumps(header).encode()
     text += b" " * (-(10 + len(text)) % 8)
     payload = b"".join([
@@ -117,8 +119,9 @@ def test_hand_built_version_3_frame_decodes_as_documented() -> None:
         b.episode_lengths.astype("<i8").tobytes(), bytes([0, 1]),
         np.repeat(np.arange(6), 2).astype("<i8").tobytes(),
     ])  # fmt: skip
-    data = b"CGRT" + struct.pack("<HI", 3, len(text)) + text + payload
+    data = b"CGRT" + struct.pack("<HI", 4, len(text)) + text + payload
     decoded = wire.decode_trajectory(data)
+    assert decoded.signature is None and decoded.signed_bytes is None
     assert decoded.episode_successes == [False, True]
     assert np.array_equal(decoded.batch.episode_lengths, b.episode_lengths)
     assert decoded.batch.branch_group is not None
@@ -152,7 +155,32 @@ def test_version_1_frame_is_refused_naming_the_allowed_version() -> None:
         f"trajectory frame format version is 1; allowed: {wire.FORMAT_VERSION} "
         "(sender and receiver run different cgrpo_ros releases)"
     )
-    assert wire.FORMAT_VERSION == 3
+    assert wire.FORMAT_VERSION == 4
+
+
+def test_signature_sections_travel_after_the_payload() -> None:
+    """Version 4 (issue 18): `signed` 1 and the signature section after the payload; the
+    codecs carry it (the nodes verify it) and refuse a frame whose length fits neither."""
+    signed = frame(make_batch(), sign=lambda data: b"SIG:" + bytes([len(data) % 256]))
+    decoded = wire.decode_trajectory(signed)
+    assert decoded.signature is not None and decoded.signature.startswith(b"SIG:")
+    assert decoded.signed_bytes == signed[: -len(decoded.signature)]
+    assert decoded.signature[4] == len(decoded.signed_bytes) % 256  # signed what it carries
+    stripped = signed[: -len(decoded.signature)]  # signed = 1 but no section: refused
+    with pytest.raises(WireFormatError, match=r"plus a signature section of 1\.\.65536 bytes"):
+        wire.decode_trajectory(stripped)
+    with pytest.raises(WireFormatError, match=r"\(signed = 0\)"):
+        wire.decode_trajectory(frame() + b"x")  # bytes after an unsigned payload
+    onnx = b"model bytes"
+    policy = wire.encode_policy(onnx, policy_id=0, policy_version=1, num_policies=1,
+                                signature=b"{envelope}")  # fmt: skip
+    got = wire.decode_policy(policy)
+    assert (got.onnx_bytes, got.signature) == (onnx, b"{envelope}")
+    plain = wire.decode_policy(wire.encode_policy(onnx, policy_id=0, policy_version=1,
+                                                  num_policies=1))  # fmt: skip
+    assert plain.signature is None and plain.onnx_bytes == onnx
+    with pytest.raises(WireFormatError, match="signature section is 0 bytes"):
+        wire.encode_policy(onnx, policy_id=0, policy_version=1, num_policies=1, signature=b"")
 
 
 def test_ros_message_round_trip() -> None:
@@ -191,7 +219,7 @@ REJECTIONS = [
     (lambda: frame()[:4] + struct.pack("<H", 9) + frame()[6:], "format version is 9"),
     (lambda: frame()[:6] + struct.pack("<I", 10**6) + frame()[10:], "header length is 1000000"),
     (lambda: frame()[:5], "at least the 10-byte prefix"),
-    (lambda: frame()[:4] + struct.pack("<H", 1) + frame()[6:], "format version is 1; allowed: 3"),
+    (lambda: frame()[:4] + struct.pack("<H", 1) + frame()[6:], "format version is 1; allowed: 4"),
     (lambda: b"CGRT" + V + b"\x02\x00\x00\x00\xff\xfe", "not valid UTF-8"),
     (lambda: b"CGRT" + V + b"\x02\x00\x00\x00{x", "not valid JSON"),
     (lambda: b"CGRT" + V + b"\x02\x00\x00\x00[]", "JSON list; allowed: object"),
