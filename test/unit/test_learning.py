@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cgrpo_ros.cli import main as cgrpo_main
+from cgrpo_ros.cli import return_improvement
 from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.training import train_single_process
 
@@ -29,7 +30,9 @@ def test_cgrpo_full_learns_inverted_pendulum(tmp_path: Path) -> None:
     assert max(summary["final_return_per_policy"]) >= 200.0
 
 
-def test_cgrpo_train_cli_writes_the_run_directory(tmp_path: Path) -> None:
+def test_cgrpo_train_cli_writes_the_run_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = tmp_path / "cli"
     argv = [
         "train", "--env", "Pendulum-v1", "--variant", "simple", "--policies", "3",
@@ -37,6 +40,9 @@ def test_cgrpo_train_cli_writes_the_run_directory(tmp_path: Path) -> None:
         "--run-dir", str(run_dir), "--checkpoint-every", "1",
     ]  # fmt: skip
     assert cgrpo_main(argv) == 0
+    first, last = return_improvement(run_dir / "metrics.csv") or ((0, 0.0), (0, 0.0))
+    assert (first[0], last[0]) == (3 * 256, 2 * 3 * 256)  # env steps after iterations 1 and 2
+    assert f"({last[1] - first[1]:+.1f})" in capsys.readouterr().out  # the run's improvement
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["iterations"] == 2 and summary["env_steps"] == 2 * 256 * 3
     assert summary["variant"] == "simple" and len(summary["final_return_per_policy"]) == 3
@@ -97,3 +103,19 @@ def test_training_is_deterministic_end_to_end(tmp_path: Path) -> None:
                 [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(handle)]
             )
     assert rows[0] == rows[1] and len(rows[0]) == 4  # every logged number but the clocks
+
+
+def test_return_improvement_by_hand(tmp_path: Path) -> None:
+    """First and last iteration with ended episodes, mean over the policies that had some."""
+    csv_path = tmp_path / "metrics.csv"
+    csv_path.write_text(
+        "iteration,env_steps,policy_id,mean_episode_return\n"
+        "1,100,0,\n1,100,1,\n"  # no episode ended yet
+        "2,200,0,-10.0\n2,200,1,-20.0\n"
+        "3,300,0,5.0\n3,300,1,\n"
+        "4,400,0,30.0\n4,400,1,50.0\n"
+    )
+    assert return_improvement(csv_path) == ((200, -15.0), (400, 40.0))
+    csv_path.write_text("iteration,env_steps,policy_id,mean_episode_return\n1,100,0,3.0\n")
+    assert return_improvement(csv_path) is None  # one iteration: nothing to compare
+    assert return_improvement(tmp_path / "missing.csv") is None
