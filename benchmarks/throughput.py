@@ -17,9 +17,10 @@ and the share of the run's wall time in:
   update       the gradient steps (Algorithm 1 lines 27-31)
   k-means      policy clustering (Eq. 4-5)
   DBSCAN       state clustering (Eq. 6-7)
-  transfer     the learner's wait for batches beyond the collection itself: DDS hops of
-               policy and trajectory frames, frame encoding/decoding, ONNX session creation
-               in the workers (train-sim only)
+  transfer     the learner's wait for batches beyond the collection itself, counted from
+               the export of the first policy: ONNX export, DDS hops of policy and trajectory
+               frames, frame encoding/decoding and signing, ONNX session creation in the
+               workers (train-sim only)
   start-up     the first iteration's extra wait: worker processes importing torch/MuJoCo and
                discovering the learner (train-sim only)
   other        the rest of the learner's loop: ONNX export, features, logging, checkpoints
@@ -102,9 +103,13 @@ def analyse(run_dir: Path, ros: bool) -> dict[str, Any]:
             if w.get("collect_s") is not None and w.get("steps")
         ]
         seconds["collection"] = max(collect) if collect else 0.0
-        typical_wait = sum(waits[1:]) / max(len(waits) - 1, 1)
-        seconds["startup"] = max(waits[0] - typical_wait, 0.0)
-        seconds["transfer"] = sum(waits) - seconds["startup"] - seconds["collection"]
+        # Collection and transfer taken as even over the iterations; the first iteration's
+        # wait beyond them is the start-up. collection + transfer + startup = all waits.
+        n = len(waits)
+        per_iteration = seconds["collection"] / n
+        later_transfer = sum(waits[1:]) - per_iteration * (n - 1)
+        seconds["transfer"] = later_transfer * n / max(n - 1, 1)
+        seconds["startup"] = waits[0] - per_iteration - seconds["transfer"] / n
     else:
         seconds["collection"] = sum(waits)
         seconds["startup"] = seconds["transfer"] = 0.0

@@ -382,9 +382,11 @@ class LearnerNode(Node):
 
     def train(self) -> dict[str, Any]:
         iterations = self.params["iterations"]
+        # The wait for batches counts from the first policy's export: a worker starts on
+        # policy 0 while the learner still exports and sends the others.
+        published = time.perf_counter()
         self.publish_policies()
         while self.session.iteration < iterations and not self.stop:
-            started = time.perf_counter()
             trajectories = self.wait_for_batches()
             if trajectories is None:
                 break
@@ -393,11 +395,12 @@ class LearnerNode(Node):
                 metrics = self.session.update(
                     [t.batch for t in trajectories],
                     [t.episode_successes for t in trajectories],
-                    wait_seconds=time.perf_counter() - started,
+                    wait_seconds=time.perf_counter() - published,
                 )
                 if self.save_requested:
                     self.save_requested = False
                     self.session.save_checkpoint()
+            published = time.perf_counter()
             self.publish_policies()
             self.publish_metrics(metrics, trajectories)
         with self.session_lock, self.lock:

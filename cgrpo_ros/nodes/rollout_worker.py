@@ -107,6 +107,9 @@ class GymBackend:
     def __init__(self, env_id: str, seed: int, num_policies: int) -> None:
         self.env_id, self.seed, self.num_policies = env_id, seed, num_policies
         self.collectors: dict[int, RolloutCollector | GroupRolloutCollector] = {}
+        # Seconds inside the rollouts themselves (not the first call's env creation and
+        # imports): the throughput benchmark's "collection" (docs/benchmarks.md).
+        self.collect_s_total = 0.0
 
     def _collector(
         self, policy_id: int, version: int, groups: GroupSettings | None
@@ -122,7 +125,9 @@ class GymBackend:
     def collect(self, policy_id: int, version: int, act: ActFn, steps: int) -> Collected:
         collector = self._collector(policy_id, version, None)
         assert isinstance(collector, RolloutCollector)
+        started = time.perf_counter()
         batch = collector.collect(act, steps)
+        self.collect_s_total += time.perf_counter() - started
         return batch, collector.episode_successes
 
     def collect_groups(
@@ -132,7 +137,9 @@ class GymBackend:
         state is saved and restored, which only an in-process simulation allows."""
         collector = self._collector(policy_id, version, groups)
         assert isinstance(collector, GroupRolloutCollector)
+        started = time.perf_counter()
         batch = collector.collect(runner.action_mean, runner.log_std, steps)
+        self.collect_s_total += time.perf_counter() - started
         return batch, collector.episode_successes
 
     def close(self) -> None:
@@ -168,7 +175,7 @@ class RolloutWorkerNode(Node):
         self.final_version: int | None = None
         self.seq = time.time_ns() // 1_000_000  # ms clock: a restarted worker never reuses one
         self.steps_total = 0
-        self.collect_s_total = 0.0  # time inside backend.collect (the throughput benchmark)
+        self.collect_s_total: float | None = None  # the backend's, when it measures it
         self.rejected: Counter[str] = Counter()  # bad policy frames by reason
         self._status_window = (time.monotonic(), 0)
         latched = latched_qos(2 * n)  # room for every policy's newest frame, twice
@@ -297,7 +304,9 @@ class RolloutWorkerNode(Node):
                 "versions": {str(i): self.acting.get(i) for i in self.policy_ids},
                 "newest_versions": {str(i): v[0] for i, v in self.newest.items()},
                 "steps_total": self.steps_total,
-                "collect_s_total": round(self.collect_s_total, 3),
+                "collect_s_total": (
+                    None if self.collect_s_total is None else round(self.collect_s_total, 3)
+                ),
                 "steps_per_s": round((self.steps_total - steps_then) / max(now - start, 1e-9), 1),
                 "rejected_policy_frames": sum(self.rejected.values()),
                 "rejected": dict(self.rejected),
@@ -328,7 +337,10 @@ class RolloutWorkerNode(Node):
         policy_id: int,
         version: int,
         episode_successes: list[bool] | None = None,
+        collect_s_total: float | None = None,
     ) -> None:
+        """Send one batch; `collect_s_total`: the backend's rollout seconds so far, counted
+        in the status together with the batch's steps."""
         frame = encode_trajectory(
             batch,
             policy_id=policy_id,
@@ -343,6 +355,7 @@ class RolloutWorkerNode(Node):
         self.trajectory_pub.publish(to_uint8_msg(frame))
         with self.lock:
             self.steps_total += batch.num_steps
+            self.collect_s_total = collect_s_total
 
 
 def collection_loop(node: RolloutWorkerNode, backend: Any) -> None:
@@ -361,7 +374,6 @@ def collection_loop(node: RolloutWorkerNode, backend: Any) -> None:
             check_task(runner, p["env_id"])
             groups = GroupSettings.from_metadata(runner.metadata.extra)  # checked in on_policy
             rng = rngs.setdefault(policy_id, np.random.default_rng([p["seed"], policy_id, version]))
-            started = time.perf_counter()
             if groups is not None:
                 check_groups_supported(backend, p["backend"], groups)
                 collected_batch = backend.collect_groups(policy_id, version, runner, groups, steps)
@@ -372,9 +384,9 @@ def collection_loop(node: RolloutWorkerNode, backend: Any) -> None:
             if collected_batch is None:  # stopped mid-batch (ros_robot)
                 return
             batch, successes = collected_batch
-            with node.lock:
-                node.collect_s_total += time.perf_counter() - started
-            node.publish_batch(batch, policy_id, version, successes)
+            node.publish_batch(
+                batch, policy_id, version, successes, getattr(backend, "collect_s_total", None)
+            )
             collected[policy_id] = serial
         with node.lock:
             if node.learner_done:
