@@ -263,7 +263,8 @@ def test_serves_safely_through_bad_inputs(
         probe.state = joint_state([j for j in joints if j != "joint3"], pose)
         probe.run_for(0.5)
         assert not probe.commands, probe.commands[:3]
-        assert probe.status()["faults"]["joint_states_rejected"] > 0
+        # Not a fault (another publisher may send joint3, issue 19): the server waits for it.
+        assert not probe.status()["started"], probe.status()
         assert "joint3" in probe.status()["last_error"]
 
         # 2. Reordered with an extra joint: the hold command is the pose, by name.
@@ -305,9 +306,9 @@ def test_serves_safely_through_bad_inputs(
         # The status can report the latched mode before the next tick has held once (in
         # event mode a tick waits for a joint state): wait for the hold to be counted.
         assert wait_for(lambda: probe.status().get("mode") == "estop", 2.0, probe.spin)
-        assert wait_for(
-            lambda: probe.status()["holds"].get("estop", 0) > 0, 2.0, probe.spin
-        ), probe.status()
+        assert wait_for(lambda: probe.status()["holds"].get("estop", 0) > 0, 2.0, probe.spin), (
+            probe.status()
+        )
         assert probe.call(Trigger, "/policy_server/reset_estop", Trigger.Request()).success
         assert probe.call(SetBool, "/policy_server/enable", SetBool.Request(data=True)).success
 
