@@ -51,7 +51,7 @@ from cgrpo_ros.deploy.policy_runtime import (
     timed_action,
 )
 from cgrpo_ros.deploy.tick_trigger import FALLBACK_PERIODS, TickTrigger
-from cgrpo_ros.nodes.params import ParamSpec, handle_command_line, serve_node
+from cgrpo_ros.nodes.params import BackgroundSpinner, ParamSpec, handle_command_line, serve_node
 from sim_bridge.robot_config import RobotConfig, default_robot_config_path, load_robot_config
 
 NODE_NAME = "policy_server"
@@ -197,7 +197,18 @@ class PolicyServerNode(Node):
         self.create_service(SetBool, "~/enable", self.on_enable_request)
         self.create_service(Trigger, "~/estop", self.on_estop_request)
         self.create_service(Trigger, "~/reset_estop", self.on_reset_estop_request)
-        self.reload_srv = self.create_service(Trigger, "~/reload", self.on_reload_request)
+        # ~/reload on a node of its own, spun by its own thread (issue 19): loading and
+        # validating a model takes ~10 ms, during which the control loop keeps ticking. Same
+        # service name (the main node's ~/reload). rclpy's MultiThreadedExecutor would do this
+        # with callback groups but busy-waits a core (docs/benchmarks.md); this thread sleeps
+        # in rcl_wait until a request comes.
+        self.reload_node = Node(
+            f"{self.get_name()}_reload", namespace=self.get_namespace(), context=self.context
+        )
+        self.reload_srv = self.reload_node.create_service(
+            Trigger, f"{self.get_fully_qualified_name()}/reload", self.on_reload_request
+        )
+        self.reload_spinner = BackgroundSpinner(self.reload_node)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         if self.control_mode is ControlMode.TIMER:
             self.control_timer = self.create_timer(self.dt, self.on_control_tick)
@@ -430,6 +441,12 @@ class PolicyServerNode(Node):
         self.last_error = bounded_text(why)
         self.get_logger().warning(self.last_error, throttle_duration_sec=WARN_THROTTLE_S)
 
+    def destroy_node(self) -> None:
+        """The reload thread and node go first, then the node itself (serve_node's order)."""
+        self.reload_spinner.stop()
+        self.reload_node.destroy_node()
+        super().destroy_node()
+
     def _publish_trajectory(self, command: np.ndarray, stamp_ns: int) -> None:
         msg = self._trajectory_msg
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
@@ -491,10 +508,8 @@ class PolicyServerNode(Node):
     ) -> Trigger.Response:
         """Validate the new model, then swap it in between two ticks if it is good.
 
-        Runs on the single executor thread, so the control loop pauses while the model loads
-        (about 10 ms; the controller holds the last command meanwhile). rclpy's
-        MultiThreadedExecutor would let ticks go on, but it busy-waits a whole core at
-        500 Hz and starves the very control loop it was meant to protect (docs/benchmarks.md).
+        Runs on the reload node's thread: the control loop keeps ticking with the running
+        policy meanwhile, and the next tick after the one assignment below uses the new one.
         """
         path = str(self.get_parameter("model_path").value)
         try:

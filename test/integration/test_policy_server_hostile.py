@@ -481,3 +481,47 @@ def test_silent_mode_brakes_to_rest_then_resumes_without_a_step(
     # Across the silence: from rest, the first step is within one a·dt².
     assert (np.abs(resumed[0][2] - moving[-1][2]) <= A_STEP * (1 + 1e-6) + 1e-9).all()
     reach_rest_disabled(robot)
+
+
+def set_model_path(robot: Robot, path: Path) -> None:
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(path))
+    request = SetParameters.Request(parameters=[Parameter(name="model_path", value=value)])
+    reply = robot.call(SetParameters, "/policy_server/set_parameters", request)
+    assert reply.results[0].successful, reply.results[0].reason
+
+
+def test_reload_runs_beside_the_control_loop(
+    server: subprocess.Popen[bytes], robot: Robot, model: Path
+) -> None:
+    """Item 8: ~/reload is served by its own thread; while models load and validate (good
+    ones and a refused one) the commands keep coming at the control rate."""
+    set_blend_time(robot, 0.5)
+    robot.enable(True)
+    robot.run_for(0.3)
+    start = robot.last_seq()
+    robot.run_for(1.0)
+    baseline = gaps_s(robot.since(start))
+    before = robot.fresh_status()
+    start = robot.last_seq()
+    missing = model.with_name("missing.onnx")
+    for path in (model, missing, model, model):
+        set_model_path(robot, path)
+        reply = robot.call(Trigger, "/policy_server/reload", Trigger.Request())
+        assert reply.success is (path == model), reply.message
+    set_model_path(robot, model)
+    robot.run_for(0.2)
+    gaps = gaps_s(robot.since(start))
+    long_gaps, baseline_long = int(np.sum(gaps > 2 * DT)), int(np.sum(baseline > 2 * DT))
+    print(
+        f"reloads: largest gap {gaps.max() * 1e3:.1f} ms over {gaps.size} gaps, {long_gaps} over "
+        f"2 periods (baseline: largest {baseline.max() * 1e3:.1f} ms, {baseline_long})"
+    )
+    assert long_gaps <= baseline_long + 1, np.sort(gaps)[-5:]
+    status = robot.fresh_status()
+    assert status["reloads"] == before["reloads"] + 3
+    assert status["faults"]["reloads_refused"] == before["faults"]["reloads_refused"] + 1
+    assert status["mode"] == "enabled"
+    reach_rest_disabled(robot)
