@@ -202,8 +202,13 @@ class PolicyServerNode(Node):
         # service name (the main node's ~/reload). rclpy's MultiThreadedExecutor would do this
         # with callback groups but busy-waits a core (docs/benchmarks.md); this thread sleeps
         # in rcl_wait until a request comes.
+        # (Not the command line's arguments: its `-r __node:=...` would rename this node too.)
         self.reload_node = Node(
-            f"{self.get_name()}_reload", namespace=self.get_namespace(), context=self.context
+            f"{self.get_name()}_reload",
+            namespace=self.get_namespace(),
+            context=self.context,
+            use_global_arguments=False,
+            start_parameter_services=False,
         )
         self.reload_srv = self.reload_node.create_service(
             Trigger, f"{self.get_fully_qualified_name()}/reload", self.on_reload_request
