@@ -185,17 +185,6 @@ class ObservationBuilder:
                 )
         return as_float32
 
-    def positions_by_name(
-        self, names: Sequence[str], positions: Sequence[float]
-    ) -> dict[str, float]:
-        """Positions of the config joints present in a message (for the hold pose)."""
-        if len(positions) < len(names):
-            raise ObservationError(
-                f"joint_states has {len(names)} names but {len(positions)} positions"
-            )
-        index = {name: k for k, name in enumerate(names)}
-        return {j: float(positions[index[j]]) for j in self.joint_names if j in index}
-
     def build(
         self,
         names: Sequence[str],

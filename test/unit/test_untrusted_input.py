@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,11 @@ from cgrpo_ros.deploy.joint_states import (
     JointStateError,
     MergedJointStates,
 )
-from cgrpo_ros.deploy.observation import NonFiniteObservationError, ObservationError
+from cgrpo_ros.deploy.observation import (
+    NonFiniteObservationError,
+    ObservationBuilder,
+    ObservationError,
+)
 from cgrpo_ros.deploy.policy_runtime import load_policy_runtime
 from sim_bridge.robot_config import load_robot_config
 
@@ -134,9 +139,8 @@ def test_every_node_renders_untrusted_content_through_the_bounded_renderer(modul
 
 # -- goals -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def builder(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    import sys
-
+def builder(tmp_path_factory: pytest.TempPathFactory) -> ObservationBuilder:
+    """The reach policy's builder as the server loads it (with the robot's goal box)."""
     sys.path.insert(0, str(REPO / "test"))
     from policy_fixtures import write_probe_policy
 
@@ -144,19 +148,21 @@ def builder(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     return load_policy_runtime(path, ROBOT).builder
 
 
-def test_a_goal_finite_in_float64_but_not_in_float32_is_refused(builder) -> None:  # type: ignore[no-untyped-def]
+def test_a_goal_finite_in_float64_but_not_in_float32_is_refused(
+    builder: ObservationBuilder,
+) -> None:
     with pytest.raises(NonFiniteObservationError, match="not representable as float32"):
         builder.check_goal([1e39, 0.0, 0.4])
 
 
-def test_a_goal_outside_the_goal_box_is_refused(builder) -> None:  # type: ignore[no-untyped-def]
+def test_a_goal_outside_the_goal_box_is_refused(builder: ObservationBuilder) -> None:
     with pytest.raises(ObservationError, match="outside the robot config's goal box"):
         builder.check_goal([2.0, 0.0, 0.4])
     inside = builder.check_goal([0.45, 0.0, 0.4])
     assert inside.dtype == np.float32
 
 
-def test_a_huge_goal_is_refused_with_a_bounded_message(builder) -> None:  # type: ignore[no-untyped-def]
+def test_a_huge_goal_is_refused_with_a_bounded_message(builder: ObservationBuilder) -> None:
     with pytest.raises(ObservationError) as err:
         builder.check_goal([0.5] * 100_000)
     assert len(str(err.value)) < 500
@@ -196,7 +202,8 @@ def test_at_rest_only_once_a_hold_has_braked_to_a_stop() -> None:
 
 def test_resume_continues_from_the_last_command_unless_the_arm_was_moved() -> None:
     g = gate()
-    last = g.last_command.copy()  # type: ignore[union-attr]
+    assert g.last_command is not None
+    last = g.last_command.copy()
     assert not g.resume(last + 0.01, tolerance=0.02)
     np.testing.assert_array_equal(g.last_command, last)
     assert g.resume(last + 0.3, tolerance=0.02)  # moved by something else: start there
