@@ -482,6 +482,10 @@ def test_commands_stay_within_the_limits_under_cpu_load(
                     reply = p.call(service, name, request)
                     assert reply.success, (name, reply.message)
                     p.run_for(seconds)
+                    if estopped:  # under this load a tick can take long: wait for the hold
+                        assert wait_for(
+                            lambda: statuses[-1]["holds"].get("estop", 0) > 0, 10.0, p.spin
+                        ), statuses[-1]
                 p.run_for(0.5)
             status = statuses[-1]
             assert server.poll() is None, process_output(server)

@@ -83,6 +83,7 @@ class Robot:
     follow: bool = True  # the measured pose is the last command (a robot that tracks)
     pose: np.ndarray = field(default_factory=lambda: ROBOT.home_array.copy())
     duplicate: bool = False  # send joint2 twice, the second copy +0.8 rad
+    velocities: int | None = None  # how many velocities the arm sends (None: one per joint)
 
     def spin(self, timeout: float) -> None:
         self.executor.spin_once(timeout_sec=timeout)
@@ -162,7 +163,8 @@ def robot(ros_env: dict[str, str]) -> Iterator[Robot]:
             if r.duplicate:
                 names.append("joint2")
                 positions.append(positions[1] + 0.8)
-            msg = JointState(name=names, position=positions, velocity=[0.0] * len(names))
+            count = len(names) if r.velocities is None else r.velocities
+            msg = JointState(name=names, position=positions, velocity=[0.0] * count)
             msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 10**9)
             arm.publish(msg)
 
@@ -331,6 +333,40 @@ def test_duplicate_joint_names_are_refused(server: subprocess.Popen[bytes], robo
         assert "'joint2'" in status["last_error"] and "more than once" in status["last_error"]
     finally:
         robot.duplicate = False
+    reach_rest_disabled(robot)
+
+
+def test_empty_and_short_velocity_arrays_hold(
+    server: subprocess.Popen[bytes], robot: Robot
+) -> None:
+    """Item 8: an empty velocity array (valid: not available) leaves the velocities unknown
+    and the policy, which observes them, holds (`bad_observation`, the joints named); a short
+    one refuses the message, so the arm's joints go stale (`stale_observation`)."""
+    robot.enable(True)
+    before = robot.fresh_status()
+    try:
+        robot.velocities = 0
+        assert wait_for(
+            lambda: (
+                robot.status()["holds"].get("bad_observation", 0)
+                > before["holds"].get("bad_observation", 0) + 5
+            ),
+            STEP_TIMEOUT_S,
+            robot.spin,
+        ), robot.status()
+        assert "no joint velocity for ['joint1'" in robot.status()["last_error"]
+        robot.velocities = 3
+        assert wait_for(
+            lambda: (
+                robot.status()["holds"].get("stale_observation", 0)
+                > before["holds"].get("stale_observation", 0) + 5
+            ),
+            STEP_TIMEOUT_S,
+            robot.spin,
+        ), robot.status()
+        assert "7 names but 3 velocities" in robot.status()["last_error"]
+    finally:
+        robot.velocities = None
     reach_rest_disabled(robot)
 
 
