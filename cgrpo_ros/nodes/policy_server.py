@@ -200,7 +200,7 @@ class PolicyServerNode(Node):
         # ~/reload on a node of its own, spun by its own thread (issue 19): loading and
         # validating a model takes ~10 ms, during which the control loop keeps ticking. Same
         # service name (the main node's ~/reload). rclpy's MultiThreadedExecutor would do this
-        # with callback groups but busy-waits a core (docs/benchmarks.md); this thread sleeps
+        # with callback groups but busy-waits a core (serve_node's note); this thread sleeps
         # in rcl_wait until a request comes.
         # (Not the command line's arguments: its `-r __node:=...` would rename this node too.)
         self.reload_node = Node(
