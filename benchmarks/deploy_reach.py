@@ -14,7 +14,8 @@
    episodes (test/deploy_episodes.py EPISODE_OVERRIDES: publish_when_disabled false, so each
    episode starts at rest at home; blend_time_s 0, so the policy drives from the first step);
    the values the running server really used are read back and written to the JSON.
-   Each of the same N goals: disable, /sim_bridge/reset, goal on /policy_server/goal, enable,
+   Each of the same N goals: disable, wait for the server to brake to rest and go silent,
+   /sim_bridge/reset, goal on /policy_server/goal, enable,
    episode_steps control periods. Success = fingertip distance (ReachTask.distance on the
    joint state nearest the episode's end) below reach.success_threshold_m: the in-process
    definition (info["is_success"] on the last step).

@@ -7,8 +7,12 @@ forgetting the senders heard from least recently.
 
 from __future__ import annotations
 
+import json
+import math
 from collections import OrderedDict
 from typing import Generic, TypeVar
+
+import numpy as np
 
 V = TypeVar("V")
 
@@ -60,3 +64,78 @@ class DuplicateGuard:
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._seen.values())
+
+
+# -- rendering untrusted content (issue 19) ----------------------------------------------------
+# Anything a topic delivers (joint names, worker ids, values) may be arbitrarily large: one
+# frame of 8 names of 1 MB each once made every policy_server status message 8 MB. Every node
+# renders such content through `shown` (one value) or `bounded_text` (a whole message) before
+# it reaches a log line, a status field or a service reply.
+MAX_SHOWN_CHARS = 200  # one rendered value (a name, a list of names or values)
+MAX_TEXT_CHARS = 2000  # one log line, error text or status field built from such values
+_MAX_ITEM_CHARS = 40  # one item of a rendered sequence
+
+
+def shown(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
+    """`repr(value)` of untrusted content in at most about `limit` characters.
+
+    Strings are cut with a note of their length; sequences (lists, tuples, arrays) show
+    their first items and how many there are. Only what is shown is ever looked at, so a
+    100,000-item list or a 1 MB string costs no more than a short one.
+    """
+    if isinstance(value, np.generic):
+        value = value.item()  # 1.5, not np.float64(1.5)
+    if isinstance(value, str | bytes | bytearray):
+        if len(value) <= limit:
+            return repr(value)
+        unit = "chars" if isinstance(value, str) else "bytes"
+        return f"{value[:limit]!r}... ({len(value)} {unit})"
+    if _is_sequence(value):
+        items: list[str] = []
+        used = 0
+        count = len(value)  # type: ignore[arg-type]  # _is_sequence checked
+        for k in range(count):
+            item = shown(value[k], min(_MAX_ITEM_CHARS, limit))  # type: ignore[index]
+            if used + len(item) > limit:
+                break
+            items.append(item)
+            used += len(item) + 2
+        more = count - len(items)
+        return "[" + ", ".join(items) + (f", ... ({count} items)" if more else "") + "]"
+    return bounded_text(repr(value), limit)
+
+
+def bounded_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """`text` cut to `limit` characters, with a note of its full length when cut."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} chars)"
+
+
+def _is_sequence(value: object) -> bool:
+    return (
+        hasattr(value, "__len__")
+        and hasattr(value, "__getitem__")
+        and not isinstance(value, dict | str | bytes | bytearray)
+    )
+
+
+def strict_json(value: object) -> str:
+    """`value` as strict JSON (RFC 8259): a non-finite float becomes null, never `Infinity`
+    or `NaN`, which json.dumps writes by default and strict parsers refuse (issue 19)."""
+    return json.dumps(_finite_or_none(value), allow_nan=False)
+
+
+def _finite_or_none(value: object) -> object:
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_finite_or_none(v) for v in value.tolist()]
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    return value

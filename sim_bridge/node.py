@@ -28,6 +28,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
+from cgrpo_ros.bounded import shown
 from cgrpo_ros.nodes.params import (
     ParameterError,
     ParamSpec,
@@ -150,10 +151,9 @@ class SimBridgeNode(Node):
         n = self.robot.num_joints
         if values.shape != (n,) or not np.all(np.isfinite(values)):
             self.commands_rejected += 1
-            shown = values[:10].tolist()
             self.get_logger().warning(
                 f"rejected command on {self.robot.command_topic}: {values.size} values "
-                f"{shown}{'...' if values.size > 10 else ''}; expected {n} finite joint positions "
+                f"{shown(values)}; expected {n} finite joint positions "
                 f"[rad] in the order {list(self.robot.joint_names)} "
                 f"({self.commands_rejected} rejected so far)",
                 throttle_duration_sec=WARN_THROTTLE_S,

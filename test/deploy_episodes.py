@@ -273,6 +273,15 @@ class DeployProbe:
         robot = task.robot
         dt, steps = robot.control_period_s, robot.reach.episode_steps
         self.enable(False)
+        # publish_when_disabled false: the server brakes to rest before it goes silent
+        # (issue 19); a reset before that would be undone by its braking commands.
+        seen = len(self.statuses)
+        if not wait_for(
+            lambda: len(self.statuses) > seen and self.statuses[-1].get("silent", True),
+            GOAL_TIMEOUT_S,
+            self.spin,
+        ):
+            raise RuntimeError(f"the server did not come to rest: {self.statuses[-1:]}")
         self.reset_sim()
         self.goal_pub.publish(Float64MultiArray(data=goal_list))
 

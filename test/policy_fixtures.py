@@ -54,17 +54,19 @@ def write_constant_policy(
     task: TaskSpec | None = None,
     *,
     policy_version: int = 1,
+    hidden: tuple[int, ...] = (8,),
 ) -> Path:
     """An ONNX policy for `task` (default: `reach_task_spec()`) whose action mean is
     `action_mean` whatever it observes. Tests that need a wrong model pass a
-    `dataclasses.replace`d spec, so everything they do not change stays valid."""
+    `dataclasses.replace`d spec, so everything they do not change stays valid. `hidden`: the
+    layer sizes (large ones make a model that takes long to load)."""
     task = task or reach_task_spec()
     if len(action_mean) != task.act_dim:
         raise ValueError(
             f"action_mean has {len(action_mean)} values; {task.env_id} ({task.action_mode}) "
             f"takes {task.act_dim}: {task.action_names}"
         )
-    policy = GaussianPolicy(task.obs_dim, task.act_dim, (8,), 0.0)
+    policy = GaussianPolicy(task.obs_dim, task.act_dim, hidden, 0.0)
     with torch.no_grad():
         policy.mean_net[-1].weight.zero_()
         policy.mean_net[-1].bias.copy_(torch.tensor([float(a) for a in action_mean]))

@@ -105,6 +105,31 @@ class CommandGate:
         self._previous_step = np.zeros_like(pose)
         self._hold_target = pose.copy()
 
+    @property
+    def at_rest(self) -> bool:
+        """The last command repeated the one before it and is the hold target: a hold has
+        finished braking (publish_when_disabled false may go silent now, issue 19)."""
+        return (
+            self.last_command is not None
+            and self.mode is not Mode.ENABLED
+            and not self._previous_step.any()
+            and self._hold_target is not None
+            and bool(np.array_equal(self.last_command, self._hold_target))
+        )
+
+    def resume(self, measured: npt.ArrayLike, tolerance: float) -> bool:
+        """Before enabling after a silence (publish_when_disabled false): the controller kept
+        the last command, at rest, unless something else commanded the arm meanwhile (a
+        simulator reset, another controller). Continue from the last command when every
+        joint's measured position is within `tolerance` of it (no step at all); otherwise
+        start again at rest from the measured pose, where the arm now is. True: restarted."""
+        assert self.last_command is not None  # a silence only follows a start
+        pose = np.asarray(measured, dtype=np.float64)
+        if np.all(np.abs(pose - self.last_command) <= tolerance):
+            return False
+        self.start(pose)
+        return True
+
     def enable(self) -> str:
         """DISABLED -> ENABLED (blend in from the last command). Raises if not allowed."""
         if self.mode is Mode.ESTOP:

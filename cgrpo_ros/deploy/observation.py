@@ -24,17 +24,22 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
+from cgrpo_ros.bounded import shown
 from cgrpo_ros.core.policy_artifact import PolicyMetadata
 from sim_bridge.reach_task import FINGERTIP_ACTION_NAMES
 from sim_bridge.robot_config import ACTION_MODES, RobotConfig
 
 Float32Array = npt.NDArray[np.float32]
 FloatArray = npt.NDArray[np.float64]
+# Joint values: a JointState's sequence, or the policy server's merged array (config order).
+JointValues = Sequence[float] | FloatArray
 # 1: joints and goal; 2: adds fingertip and goal_offset (sim_bridge/reach_task.py).
 SUPPORTED_OBS_LAYOUT_VERSIONS = (1, 2)
 # Metadata stores bounds that went through float32 (the gymnasium Box): -2.8973 comes back as
 # -2.897300004959106. This tolerance accepts that rounding and nothing a joint could notice.
 BOUND_TOLERANCE = 1e-5
+# A goal may lie this far outside the goal box [m] (rounding of goals computed elsewhere).
+GOAL_BOX_TOLERANCE = 1e-6
 
 
 class ObservationError(ValueError):
@@ -112,11 +117,14 @@ class ObservationBuilder:
         position_lower: npt.ArrayLike | None = None,
         position_upper: npt.ArrayLike | None = None,
         forward_kinematics: Callable[[FloatArray], FloatArray] | None = None,
+        goal_box: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         """`position_lower/upper` (per config joint) clip positions as the training task
         does (ReachTask.observation): MuJoCo's soft limits let a joint sit ~1e-3 rad outside.
         `forward_kinematics` (config-ordered joint positions -> fingertip xyz) is needed by
-        layouts with fingertip or goal_offset entries.
+        layouts with fingertip or goal_offset entries. `goal_box` (lower and upper corner,
+        the robot config's reach.goal_low/goal_high) bounds a 3-value goal: the policy was
+        trained on goals sampled in it, so a goal outside is refused, not extrapolated.
         """
         self.obs_names = list(obs_names)
         self.joint_names = list(joint_names_from_config)
@@ -144,35 +152,44 @@ class ObservationBuilder:
         self._clip = {j: (low[k], high[k]) for k, j in enumerate(self.joint_names)}
         self._low, self._high = low, high
         self._plan: _BuildPlan | None = None
+        self.goal_box: tuple[FloatArray, FloatArray] | None = None
+        if goal_box is not None and self.goal_size == len(goal_box[0]) == len(goal_box[1]):
+            self.goal_box = (np.asarray(goal_box[0], float), np.asarray(goal_box[1], float))
 
     def check_goal(self, goal: npt.ArrayLike) -> Float32Array:
-        """The goal as float32, or ObservationError saying what is wrong with it."""
+        """The goal as float32, or ObservationError saying what is wrong with it: its size,
+        a value that is not finite in float64 or not representable in float32 (1e39 would
+        become inf in the policy's input), or a goal outside the goal box."""
         values = np.asarray(goal, dtype=np.float64).reshape(-1)
         if values.size != self.goal_size:
             raise ObservationError(
-                f"goal has {values.size} values {values.tolist()}; the policy needs "
+                f"goal has {values.size} values {shown(values)}; the policy needs "
                 f"{self.goal_size} (goal/0 .. goal/{self.goal_size - 1})"
             )
         if not np.isfinite(values).all():
-            raise NonFiniteObservationError(f"goal {values.tolist()} is not finite")
-        return values.astype(np.float32)
-
-    def positions_by_name(
-        self, names: Sequence[str], positions: Sequence[float]
-    ) -> dict[str, float]:
-        """Positions of the config joints present in a message (for the hold pose)."""
-        if len(positions) < len(names):
-            raise ObservationError(
-                f"joint_states has {len(names)} names but {len(positions)} positions"
+            raise NonFiniteObservationError(f"goal {shown(values)} is not finite")
+        with np.errstate(over="ignore"):
+            as_float32 = values.astype(np.float32)
+        if not np.isfinite(as_float32).all():
+            raise NonFiniteObservationError(
+                f"goal {shown(values)} is not representable as float32, the policy's input "
+                f"type; allowed: |value| <= {float(np.finfo(np.float32).max):.4g}"
             )
-        index = {name: k for k, name in enumerate(names)}
-        return {j: float(positions[index[j]]) for j in self.joint_names if j in index}
+        if self.goal_box is not None:
+            low, high = self.goal_box
+            if ((values < low - GOAL_BOX_TOLERANCE) | (values > high + GOAL_BOX_TOLERANCE)).any():
+                raise ObservationError(
+                    f"goal {shown(values)} is outside the robot config's goal box; allowed: "
+                    f"within {low.tolist()} .. {high.tolist()} (reach.goal_low, reach.goal_high:"
+                    " the goals the policy was trained on)"
+                )
+        return as_float32
 
     def build(
         self,
         names: Sequence[str],
-        positions: Sequence[float],
-        velocities: Sequence[float],
+        positions: JointValues,
+        velocities: JointValues,
         goal: npt.ArrayLike | None,
     ) -> Float32Array:
         """The observation vector in the model's order; ObservationError if it cannot be.
@@ -262,8 +279,8 @@ class ObservationBuilder:
     def build_checked(
         self,
         names: Sequence[str],
-        positions: Sequence[float],
-        velocities: Sequence[float],
+        positions: JointValues,
+        velocities: JointValues,
         goal: npt.ArrayLike | None,
     ) -> Float32Array:
         """`build` entry by entry, with an ObservationError naming what is wrong."""
@@ -272,7 +289,7 @@ class ObservationBuilder:
         if missing:
             raise ObservationError(
                 f"joint_states lacks joint(s) {missing} that the policy observes "
-                f"(message joints: {list(names)})"
+                f"(message joints: {shown(names)})"
             )
         if len(positions) < len(names):
             raise ObservationError(
@@ -319,7 +336,7 @@ class ObservationBuilder:
         return value
 
     def _cartesian(
-        self, index: dict[str, int], positions: Sequence[float], goal: FloatArray | None
+        self, index: dict[str, int], positions: JointValues, goal: FloatArray | None
     ) -> dict[InputKind, FloatArray]:
         """Fingertip and goal offset from all joint positions (clipped as in training)."""
         if not self.needs_fingertip:

@@ -107,6 +107,7 @@ def load_policy_runtime(
         position_lower=robot.lower,
         position_upper=robot.upper,
         forward_kinematics=reach.fingertip if reach is not None else None,
+        goal_box=(robot.reach.goal_low, robot.reach.goal_high),
     )
     # One inference now: a graph that loads but fails to run is refused here, not at a tick.
     probe = policy.action_mean(np.zeros(policy.metadata.obs_dim, dtype=np.float32))

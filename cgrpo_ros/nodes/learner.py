@@ -30,7 +30,7 @@ from rclpy.qos import QoSProfile
 from std_msgs.msg import String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
-from cgrpo_ros.bounded import DuplicateGuard, RecentTable
+from cgrpo_ros.bounded import DuplicateGuard, RecentTable, bounded_text
 from cgrpo_ros.core.cgrpo import IterationMetrics
 from cgrpo_ros.core.signing import SignatureError
 from cgrpo_ros.nodes.params import (
@@ -278,8 +278,10 @@ class LearnerNode(Node):
         now = time.monotonic()
         if now - self._reject_logged.get(reason, -1e9) >= REJECT_LOG_PERIOD_S:
             self._reject_logged[reason] = now
+            # The detail may quote what the sender put in the frame: bounded (issue 19).
             self.get_logger().warning(
-                f"rejected trajectory ({reason}, {self.rejected[reason]} so far): {detail}"
+                f"rejected trajectory ({reason}, {self.rejected[reason]} so far): "
+                f"{bounded_text(detail)}"
             )
 
     def on_worker_status(self, msg: String) -> None:

@@ -21,10 +21,8 @@ command_gate.py (modes, holds, blend-in, rate limiting), policy_runtime.py (load
 from __future__ import annotations
 
 import array
-import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -35,14 +33,17 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from cgrpo_ros.bounded import bounded_text, shown, strict_json
 from cgrpo_ros.core.policy_artifact import PolicyArtifactError
 from cgrpo_ros.core.signing import KeyFileError, TrustedKeys
 from cgrpo_ros.deploy.command_gate import CommandGate, HoldReason, Mode
+from cgrpo_ros.deploy.joint_states import JointStateError, MergedJointStates
 from cgrpo_ros.deploy.observation import NonFiniteObservationError, ObservationError
 from cgrpo_ros.deploy.policy_runtime import (
     PolicyRuntime,
@@ -51,7 +52,7 @@ from cgrpo_ros.deploy.policy_runtime import (
     timed_action,
 )
 from cgrpo_ros.deploy.tick_trigger import FALLBACK_PERIODS, TickTrigger
-from cgrpo_ros.nodes.params import ParamSpec, handle_command_line, serve_node
+from cgrpo_ros.nodes.params import BackgroundSpinner, ParamSpec, handle_command_line, serve_node
 from sim_bridge.robot_config import RobotConfig, default_robot_config_path, load_robot_config
 
 NODE_NAME = "policy_server"
@@ -110,21 +111,22 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 # A control period longer than this many periods counts its missing ticks as missed.
 MISSED_TICK_PERIODS = 1.5
+# Largest serialized message taken from /joint_states and ~/goal [bytes] (issue 19). Both
+# subscriptions take the raw CDR bytes, so a larger message is refused by its length before
+# any Python object is built from it: a 100,000-joint frame or 1 MB names cost the control
+# loop one length check instead of tens of milliseconds. 128 KiB holds ~1000 joints with
+# 32-character names (JointState: 4 + name + padding, then 3 x 8 bytes per joint).
+MAX_JOINT_STATE_BYTES = 128 * 1024
+MAX_GOAL_BYTES = 4096  # Float64MultiArray: a few goal values and an (ignored) layout
+# publish_when_disabled false: after a silence, continue from the last command when every
+# joint is measured within this distance of it [rad] (the arm is where the server left it,
+# up to tracking error); otherwise something else moved the arm and the server restarts at
+# rest from the measured pose (CommandGate.resume, docs/deploy.md).
+RESUME_TOLERANCE_RAD = 0.02
 
 
 class StartupError(RuntimeError):
     """The node refuses to start; the message says what to fix (no traceback)."""
-
-
-@dataclass
-class LatestJointState:
-    """The newest /joint_states message, as the control tick reads it."""
-
-    names: Sequence[str]  # the message's own sequences, not copies (a new message each time)
-    positions: Sequence[float]
-    velocities: Sequence[float]
-    stamp_ns: int
-    received: float  # time.monotonic() at arrival: the watchdog's clock
 
 
 class PolicyServerNode(Node):
@@ -171,8 +173,17 @@ class PolicyServerNode(Node):
             dt=self.dt,
             blend_time_s=float(p["blend_time_s"]),
         )
-        self.latest: LatestJointState | None = None
-        self.faults: dict[str, int] = {"joint_states_rejected": 0, "reloads_refused": 0}
+        # Every config joint by name, from whichever /joint_states message named it last,
+        # with its own arrival time for the watchdog (several publishers: arm, gripper).
+        self.joints = MergedJointStates(self.robot.joint_names)
+        self.faults: dict[str, int] = {
+            "joint_states_rejected": 0,
+            "goals_rejected": 0,
+            "reloads_refused": 0,
+        }
+        # publish_when_disabled false: True once a hold has braked to rest (nothing is sent
+        # until ~/enable); the controller keeps that last command, at rest.
+        self.silent = False
         self.reloads = 0
         self.commands_published = 0
         self.last_error = ""
@@ -204,13 +215,30 @@ class PolicyServerNode(Node):
             )
         self.status_pub = self.create_publisher(String, "~/status", 10)
         # Depth 1: after any delay only the newest joint state is taken; an older one queued
-        # behind it would be a tick computed from the past.
-        self.create_subscription(JointState, "/joint_states", self.on_joint_state, 1)
-        self.create_subscription(Float64MultiArray, "~/goal", self.on_goal, 10)
+        # behind it would be a tick computed from the past. Raw: the message's length is
+        # checked before it is deserialised (MAX_JOINT_STATE_BYTES).
+        self.create_subscription(JointState, "/joint_states", self.on_joint_state, 1, raw=True)
+        self.create_subscription(Float64MultiArray, "~/goal", self.on_goal, 10, raw=True)
         self.create_service(SetBool, "~/enable", self.on_enable_request)
         self.create_service(Trigger, "~/estop", self.on_estop_request)
         self.create_service(Trigger, "~/reset_estop", self.on_reset_estop_request)
-        self.reload_srv = self.create_service(Trigger, "~/reload", self.on_reload_request)
+        # ~/reload on a node of its own, spun by its own thread (issue 19): loading and
+        # validating a model takes ~10 ms, during which the control loop keeps ticking. Same
+        # service name (the main node's ~/reload). rclpy's MultiThreadedExecutor would do this
+        # with callback groups but busy-waits a core (serve_node's note); this thread sleeps
+        # in rcl_wait until a request comes.
+        # (Not the command line's arguments: its `-r __node:=...` would rename this node too.)
+        self.reload_node = Node(
+            f"{self.get_name()}_reload",
+            namespace=self.get_namespace(),
+            context=self.context,
+            use_global_arguments=False,
+            start_parameter_services=False,
+        )
+        self.reload_srv = self.reload_node.create_service(
+            Trigger, f"{self.get_fully_qualified_name()}/reload", self.on_reload_request
+        )
+        self.reload_spinner = BackgroundSpinner(self.reload_node)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         if self.control_mode is ControlMode.TIMER:
             self.control_timer = self.create_timer(self.dt, self.on_control_tick)
@@ -264,7 +292,7 @@ class PolicyServerNode(Node):
         try:
             return runtime.builder.check_goal(goal)
         except ObservationError as err:
-            raise StartupError(f"refusing to start: parameter 'goal' = {goal}: {err}") from None
+            raise StartupError(f"refusing to start: parameter 'goal': {err}") from None
 
     def on_set_parameters(self, params: list[Parameter[Any]]) -> SetParametersResult:
         for param in params:
@@ -272,52 +300,87 @@ class PolicyServerNode(Node):
                 try:
                     self.goal = self.runtime.builder.check_goal(list(param.value))
                 except ObservationError as err:
-                    return SetParametersResult(successful=False, reason=f"'goal': {err}")
+                    self._refuse_goal(f"parameter 'goal' refused: {err}")
+                    return SetParametersResult(successful=False, reason=self.last_error)
             if param.name == "blend_time_s":
                 self.gate.blend_time_s = float(param.value)
         return SetParametersResult(successful=True)
 
     # -- inputs --------------------------------------------------------------------------------
-    def on_joint_state(self, msg: JointState) -> None:
+    def on_joint_state(self, data: bytes) -> None:
+        """Merge one /joint_states message by name; in event mode, tick if it named a config
+        joint (a gripper-only message does not)."""
         now = time.monotonic()
+        if len(data) > MAX_JOINT_STATE_BYTES:
+            self._reject_joint_state(
+                f"joint_states message of {len(data)} bytes refused unread; allowed: at most "
+                f"{MAX_JOINT_STATE_BYTES} bytes"
+            )
+            return
+        try:
+            msg = deserialize_message(data, JointState)
+        except Exception as err:  # whatever the C conversion raises
+            self._reject_joint_state(f"joint_states message not readable: {shown(str(err))}")
+            return
         stamp = msg.header.stamp
-        state = LatestJointState(
-            msg.name, msg.position, msg.velocity, stamp.sec * 1_000_000_000 + stamp.nanosec, now
-        )
-        self.latest = state
+        try:
+            named = self.joints.update(
+                msg.name, msg.position, msg.velocity, stamp.sec * 1_000_000_000 + stamp.nanosec, now
+            )
+        except JointStateError as err:
+            self._reject_joint_state(str(err))
+            return
+        if not named:
+            return  # another device's joints only (a gripper): not ours
         if not self.gate.started:
-            self._start_from(state)
+            self._start()
         elif self.control_mode is ControlMode.EVENT and self.trigger.on_joint_state(now):
             self.control_timer.reset()  # the fallback waits for silence again
             self._tick(now)
 
-    def _start_from(self, state: LatestJointState) -> bool:
-        """Hold the measured pose; only a message with every config joint, finite, will do."""
-        try:
-            pose = self.runtime.builder.positions_by_name(state.names, state.positions)
-        except ObservationError as err:
-            return self._reject_joint_state(str(err))
-        missing = [j for j in self.robot.joint_names if j not in pose]
-        values = [pose.get(j, float("nan")) for j in self.robot.joint_names]
-        if missing or not np.isfinite(values).all():
-            return self._reject_joint_state(
-                f"joint_states cannot give the current pose: missing {missing}, values {values}"
-            )
-        self.gate.start(values)
-        self.get_logger().info(f"holding the current pose {np.round(values, 4).tolist()}")
-        return True
+    def _measured_pose(self) -> tuple[np.ndarray | None, str]:
+        """Every config joint's position, finite, or None and why not."""
+        missing = self.joints.missing()
+        if missing:
+            return None, f"waiting for joint_states of joint(s) {missing} (the pose is incomplete)"
+        pose = self.joints.positions.copy()
+        if not np.isfinite(pose).all():
+            return None, f"joint_states positions are not finite: {pose.tolist()}"
+        return pose, ""
 
-    def _reject_joint_state(self, why: str) -> bool:
+    def _start(self) -> None:
+        """Hold the measured pose once every config joint is known and finite."""
+        pose, why = self._measured_pose()
+        if pose is None:
+            self.last_error = why
+            self.get_logger().warning(why, throttle_duration_sec=WARN_THROTTLE_S)
+            return
+        self.gate.start(pose)
+        self.silent = not self.publish_when_disabled  # at rest: nothing to brake
+        self.get_logger().info(f"holding the current pose {np.round(pose, 4).tolist()}")
+
+    def _reject_joint_state(self, why: str) -> None:
         self.faults["joint_states_rejected"] += 1
-        self.last_error = why
-        self.get_logger().warning(why, throttle_duration_sec=WARN_THROTTLE_S)
-        return False
+        self._warn(why)
 
-    def on_goal(self, msg: Float64MultiArray) -> None:
+    def _refuse_goal(self, why: str) -> None:
+        self.faults["goals_rejected"] += 1
+        self._warn(why)
+
+    def on_goal(self, data: bytes) -> None:
+        if len(data) > MAX_GOAL_BYTES:
+            self._refuse_goal(
+                f"~/goal message of {len(data)} bytes refused unread; allowed: at most "
+                f"{MAX_GOAL_BYTES} bytes"
+            )
+            return
         try:
-            self.goal = self.runtime.builder.check_goal(list(msg.data))
+            msg = deserialize_message(data, Float64MultiArray)
+            self.goal = self.runtime.builder.check_goal(msg.data)
         except ObservationError as err:
-            self._reject_joint_state(f"~/goal refused: {err}")
+            self._refuse_goal(f"~/goal refused: {err}")
+        except Exception as err:  # whatever the C conversion raises
+            self._refuse_goal(f"~/goal message not readable: {shown(str(err))}")
 
     # -- the control loop ----------------------------------------------------------------------
     def on_control_tick(self) -> None:
@@ -342,15 +405,16 @@ class PolicyServerNode(Node):
             if period > MISSED_TICK_PERIODS * self.dt:
                 self.missed_ticks += round(period / self.dt) - 1
         self._last_tick = start
-        state, runtime = self.latest, self.runtime  # one read each: swaps land between ticks
-        if state is None or not self.gate.started:
+        runtime = self.runtime  # one read: a reload lands between ticks
+        if not self.gate.started:
             return  # nothing is ever published before a first valid joint state
-        if self.gate.mode is Mode.DISABLED and not self.publish_when_disabled:
-            return
-        self.stages["stamp_to_tick"].add((time.time_ns() - state.stamp_ns) * 1e-9)
+        if self.silent:
+            return  # publish_when_disabled false, and the hold has come to rest
+        stamp_ns = self.joints.stamp_ns
+        self.stages["stamp_to_tick"].add((time.time_ns() - stamp_ns) * 1e-9)
         action, reason = None, None
         if self.gate.mode is Mode.ENABLED:
-            action, reason = self._policy_action(state, runtime, start)
+            action, reason = self._policy_action(runtime, start)
         limiter_start = time.monotonic()
         command = self.gate.tick(action, reason)
         publish_start = time.monotonic()
@@ -358,20 +422,34 @@ class PolicyServerNode(Node):
         self._command_data[:] = command
         self.command_pub.publish(self._command_msg)
         if self.trajectory_pub is not None:
-            self._publish_trajectory(command, state.stamp_ns)
+            self._publish_trajectory(command, stamp_ns)
         self.commands_published += 1
+        if not self.publish_when_disabled and self.gate.mode is Mode.DISABLED:
+            # Silent once braked to rest: the controller keeps this last command, and a
+            # command at rest is all it may keep (issue 19: going silent at speed left the
+            # controller to stop the arm at 7x the acceleration limit).
+            self.silent = self.gate.at_rest
         end = time.monotonic()
         self.stages["publish"].add(end - publish_start)
         self.compute.add(end - start)
 
     def _policy_action(
-        self, state: LatestJointState, runtime: PolicyRuntime, now: float
+        self, runtime: PolicyRuntime, now: float
     ) -> tuple[np.ndarray | None, HoldReason | None]:
-        if now - state.received > self.timeout_s:
+        joints = self.joints
+        if joints.oldest_age(now) > self.timeout_s:  # any config joint not heard recently
             return None, HoldReason.STALE_OBSERVATION
+        if runtime.builder.needs_velocity and not joints.has_velocity.all():
+            self._warn(
+                f"no joint velocity for {joints.without_velocity()} (their last joint_states "
+                "had an empty velocity array) and the policy observes velocities; holding"
+            )
+            return None, HoldReason.BAD_OBSERVATION
         build_start = time.monotonic()
         try:
-            obs = runtime.builder.build(state.names, state.positions, state.velocities, self.goal)
+            obs = runtime.builder.build(
+                joints.joint_names, joints.positions, joints.velocities, self.goal
+            )
         except NonFiniteObservationError as err:
             self._warn(str(err))
             return None, HoldReason.NONFINITE_OBSERVATION
@@ -389,8 +467,15 @@ class PolicyServerNode(Node):
         return runtime.joint_target(action, self.gate.last_command), None
 
     def _warn(self, why: str) -> None:
-        self.last_error = why
-        self.get_logger().warning(why, throttle_duration_sec=WARN_THROTTLE_S)
+        """Keep and log a problem; its text is bounded (it may quote untrusted input)."""
+        self.last_error = bounded_text(why)
+        self.get_logger().warning(self.last_error, throttle_duration_sec=WARN_THROTTLE_S)
+
+    def destroy_node(self) -> None:
+        """The reload thread and node go first, then the node itself (serve_node's order)."""
+        self.reload_spinner.stop()
+        self.reload_node.destroy_node()
+        super().destroy_node()
 
     def _publish_trajectory(self, command: np.ndarray, stamp_ns: int) -> None:
         msg = self._trajectory_msg
@@ -406,16 +491,27 @@ class PolicyServerNode(Node):
             if not request.data:
                 response.message = self.gate.disable()
             else:
-                # Silent while disabled: the arm may have been moved; restart where it is.
-                restart = not self.publish_when_disabled and self.gate.mode is Mode.DISABLED
-                if restart and (self.latest is None or not self._start_from(self.latest)):
-                    raise RuntimeError("no valid joint state to start from")
-                response.message = self.gate.enable()
+                response.message = self._resume_after_silence() + self.gate.enable()
+                self.silent = False
             response.success = True
         except RuntimeError as err:
             response.success, response.message = False, f"refused: {err}"
         self.get_logger().info(f"~/enable {request.data}: {response.message}")
         return response
+
+    def _resume_after_silence(self) -> str:
+        """publish_when_disabled false, silent: take the controller back without a step."""
+        if not self.silent or self.gate.mode is not Mode.DISABLED:
+            return ""
+        pose, why = self._measured_pose()
+        if pose is None:
+            raise RuntimeError(f"no valid joint state to start from: {why}")
+        if self.gate.resume(pose, RESUME_TOLERANCE_RAD):
+            return (
+                f"the arm was moved while silent (more than {RESUME_TOLERANCE_RAD} rad from the "
+                "last command): restarted at rest from the measured pose; "
+            )
+        return "continuing from the last command (the arm is where it was left); "
 
     def on_estop_request(
         self, request: Trigger.Request, response: Trigger.Response
@@ -429,8 +525,11 @@ class PolicyServerNode(Node):
     def on_reset_estop_request(
         self, request: Trigger.Request, response: Trigger.Response
     ) -> Trigger.Response:
+        latched = self.gate.mode is Mode.ESTOP
         response.message = self.gate.reset_estop()
-        response.success = self.gate.mode is not Mode.ESTOP
+        # Success only when there was an e-stop to reset: a caller must not read "done" from
+        # a reset that did nothing (issue 19).
+        response.success = latched and self.gate.mode is not Mode.ESTOP
         self.get_logger().info(f"~/reset_estop: {response.message}")
         return response
 
@@ -439,10 +538,8 @@ class PolicyServerNode(Node):
     ) -> Trigger.Response:
         """Validate the new model, then swap it in between two ticks if it is good.
 
-        Runs on the single executor thread, so the control loop pauses while the model loads
-        (about 10 ms; the controller holds the last command meanwhile). rclpy's
-        MultiThreadedExecutor would let ticks go on, but it busy-waits a whole core at
-        500 Hz and starves the very control loop it was meant to protect (docs/benchmarks.md).
+        Runs on the reload node's thread: the control loop keeps ticking with the running
+        policy meanwhile, and the next tick after the one assignment below uses the new one.
         """
         path = str(self.get_parameter("model_path").value)
         try:
@@ -456,7 +553,7 @@ class PolicyServerNode(Node):
                 )
         except PolicyArtifactError as err:
             self.faults["reloads_refused"] += 1
-            self.last_error = str(err)
+            self.last_error = bounded_text(str(err))
             response.success, response.message = (
                 False,
                 f"reload refused, still serving {self.runtime.path}: {err}",
@@ -474,16 +571,18 @@ class PolicyServerNode(Node):
 
     # -- status --------------------------------------------------------------------------------
     def publish_status(self) -> None:
-        latest = self.latest
-        age = None if latest is None else time.monotonic() - latest.received
+        now = time.monotonic()
+        age = self.joints.oldest_age(now)  # inf until every config joint was heard
         status = {
             "mode": self.gate.mode.value,
             "enabled": self.gate.mode is Mode.ENABLED,
             "estop": self.gate.mode is Mode.ESTOP,
             "blending": self.gate.blending,
             "started": self.gate.started,
-            "stale": age is None or age > self.timeout_s,
-            "observation_age_ms": None if age is None else round(age * 1e3, 3),
+            "stale": age > self.timeout_s,
+            "stale_joints": self.joints.stale_joints(now, self.timeout_s),
+            "observation_age_ms": round(age * 1e3, 3) if np.isfinite(age) else None,
+            "silent": self.silent,
             "policy": self.runtime.describe(),
             "goal": None if self.goal is None else [float(x) for x in self.goal],
             "reloads": self.reloads,
@@ -504,7 +603,8 @@ class PolicyServerNode(Node):
             "rate_capped_joint_states": self.trigger.refused,
             "tick_stages_ms": {name: w.summary() for name, w in self.stages.items()},
         }
-        self.status_pub.publish(String(data=json.dumps(status)))
+        # Strict JSON whatever a field holds (no Infinity/NaN), every text field bounded.
+        self.status_pub.publish(String(data=strict_json(status)))
 
 
 def _command_message(num_joints: int) -> tuple[Float64MultiArray, np.ndarray]:

@@ -30,6 +30,7 @@ from sim_bridge.reach_task import ReachTask
 from sim_bridge.robot_config import RobotConfig, load_robot_config
 
 WARN_THROTTLE_S = 5.0
+MAX_CACHED_NAME_LISTS = 64  # distinct /joint_states name lists remembered (drivers repeat one)
 
 
 class _State:
@@ -78,6 +79,8 @@ class RobotBackend:
     def on_joint_state(self, msg: JointState) -> None:
         names = tuple(msg.name)
         if names not in self._index_cache:
+            if len(self._index_cache) >= MAX_CACHED_NAME_LISTS:
+                self._index_cache.clear()  # a flood of invented names must not grow it
             missing = [j for j in self.robot.joint_names if j not in names]
             self._index_cache[names] = (
                 None if missing else [names.index(j) for j in self.robot.joint_names]

@@ -29,6 +29,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from std_msgs.msg import String, UInt8MultiArray
 
+from cgrpo_ros.bounded import bounded_text
 from cgrpo_ros.core.buffers import RolloutBatch
 from cgrpo_ros.core.policy_artifact import MAX_MODEL_BYTES, OnnxPolicy, PolicyArtifactError
 from cgrpo_ros.core.rollout import ActFn, GroupRolloutCollector, GroupSettings, RolloutCollector
@@ -274,8 +275,9 @@ class RolloutWorkerNode(Node):
         with self.lock:
             self.rejected[reason] += 1
             count = self.rejected[reason]
+        # The detail may quote what the sender put in the frame: bounded (issue 19).
         self.get_logger().warning(
-            f"rejected policy frame ({reason}, {count} so far): {detail}",
+            f"rejected policy frame ({reason}, {count} so far): {bounded_text(detail)}",
             throttle_duration_sec=WARN_THROTTLE_S,
         )
 

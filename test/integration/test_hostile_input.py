@@ -45,6 +45,7 @@ STEPS = 64
 SEND_PERIOD_S = 0.05  # paced, so the counts are exact (a keep-last reader may drop a burst)
 MAX_LOG_LINES = 12  # one per reason per 5 s: the whole flood takes a few seconds
 MAX_RSS_GROWTH_KB = 30 * 1024
+MAX_LOG_LINE_CHARS = 4096  # issue 19: what a sender puts in a frame is quoted bounded
 
 
 @pytest.fixture
@@ -75,7 +76,8 @@ def with_reward(frame: bytes, value: float) -> bytes:
 
 
 def bad_trajectories(rng: np.random.Generator) -> list[tuple[str, bytes]]:
-    """(expected rejection reason, frame): 200 frames, 20 of each kind but random bytes."""
+    """(expected rejection reason, frame): 201 frames, 20 of each kind but random bytes, and
+    one header crowded with unexpected fields."""
     good = good_frame(0, 0, 10**6)
     # 1e6 steps x (4096 + 4096 + 1) floats: a 300-byte frame claiming 32 GB.
     giant = {"policy_id": 0, "policy_version": 0, "worker_id": "w", "seq": 1, "obs_dim": 4096,
@@ -99,7 +101,10 @@ def bad_trajectories(rng: np.random.Generator) -> list[tuple[str, bytes]]:
     frames += [("wrong_task", wrong_task)] + [("duplicate", wrong_task) for _ in range(19)]
     frames += [("future_version", good_frame(1, 99, 500 + i)) for i in range(20)]
     frames += [("wrong_size", _wrong_size(700 + i)) for i in range(20)]
-    return frames
+    # Issue 19: a header with 2,000 unexpected fields, whose refusal lists them (bounded).
+    # First, so that its refusal is the one logged (one line per reason every 5 s).
+    crowded = {**giant, **{f"field_{k:04d}": 0 for k in range(2000)}}
+    return [("malformed", hand_frame(b"CGRT", crowded, b"")), *frames]
 
 
 def _wrong_size(seq: int) -> bytes:
@@ -156,6 +161,7 @@ def test_learner_refuses_hostile_trajectories_and_trains_on_good_data(
     assert code == 0 and "Traceback" not in out, out
     log_lines = out.count("rejected trajectory (")
     assert 1 <= log_lines <= MAX_LOG_LINES, out  # rate-limited: not one line per frame
+    assert max(len(line) for line in out.splitlines()) <= MAX_LOG_LINE_CHARS
     assert rss_after - rss_before < MAX_RSS_GROWTH_KB, (rss_before, rss_after)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["iterations"] == 2 and summary["env_steps"] == 2 * 2 * STEPS
@@ -260,6 +266,7 @@ def test_worker_refuses_hostile_policy_frames_and_trains_on_good_ones(
     assert "Traceback" not in out, out
     log_lines = out.count("rejected policy frame (")
     assert 1 <= log_lines <= MAX_LOG_LINES, out
+    assert max(len(line) for line in out.splitlines()) <= MAX_LOG_LINE_CHARS
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["iterations"] == 2 and summary["env_steps"] == 2 * 2 * STEPS
     record_figure("hostile policy frames", frames=sum(expected.values()), rejected=counted,

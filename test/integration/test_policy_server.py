@@ -263,7 +263,8 @@ def test_serves_safely_through_bad_inputs(
         probe.state = joint_state([j for j in joints if j != "joint3"], pose)
         probe.run_for(0.5)
         assert not probe.commands, probe.commands[:3]
-        assert probe.status()["faults"]["joint_states_rejected"] > 0
+        # Not a fault (another publisher may send joint3, issue 19): the server waits for it.
+        assert not probe.status()["started"], probe.status()
         assert "joint3" in probe.status()["last_error"]
 
         # 2. Reordered with an extra joint: the hold command is the pose, by name.
@@ -462,6 +463,7 @@ def test_commands_stay_within_the_limits_under_cpu_load(
             assert wait_for(
                 lambda: bool(statuses) and statuses[-1]["started"], STARTUP_TIMEOUT_S, p.spin
             ), process_output(server)
+            estopped = False
             with cpu_hogs(2):
                 for service, request, seconds in [
                     (SetBool, SetBool.Request(data=True), 1.0),  # blend 0: at the limits
@@ -473,14 +475,17 @@ def test_commands_stay_within_the_limits_under_cpu_load(
                 ]:
                     name = {SetBool: "/policy_server/enable"}.get(service)
                     if service is Trigger:
-                        name = (
-                            "/policy_server/reset_estop"
-                            if statuses[-1]["mode"] == "estop"
-                            else "/policy_server/estop"
-                        )
+                        # E-stop, then reset: alternating by the calls made, not by the last
+                        # status, which under this load can still predate the e-stop.
+                        name = "/policy_server/reset_estop" if estopped else "/policy_server/estop"
+                        estopped = not estopped
                     reply = p.call(service, name, request)
                     assert reply.success, (name, reply.message)
                     p.run_for(seconds)
+                    if estopped:  # under this load a tick can take long: wait for the hold
+                        assert wait_for(
+                            lambda: statuses[-1]["holds"].get("estop", 0) > 0, 10.0, p.spin
+                        ), statuses[-1]
                 p.run_for(0.5)
             status = statuses[-1]
             assert server.poll() is None, process_output(server)
