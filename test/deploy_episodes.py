@@ -238,19 +238,23 @@ class DeployProbe:
         return self.statuses[-1]
 
     def server_parameters(self, names: Sequence[str]) -> dict[str, Any]:
-        """The running policy_server's values of `names` (what it really uses)."""
+        """The running policy_server's values of `names` (what it really uses); None for a
+        parameter declared without a value (e.g. `trusted_keys` unset)."""
         from rcl_interfaces.srv import GetParameters
         from rclpy.parameter import parameter_value_to_python
 
-        reply = self.call(
-            GetParameters, "/policy_server/get_parameters", GetParameters.Request(names=names)
-        )
-        values = [parameter_value_to_python(v) for v in reply.values]
-        # Array parameters come back as array.array: plain lists, for JSON.
-        plain = [
-            v if v is None or isinstance(v, bool | int | float | str) else list(v) for v in values
-        ]
-        return dict(zip(names, plain, strict=True))
+        result: dict[str, Any] = {}
+        for name in names:
+            # One name per request: rclpy answers a request naming any parameter without a
+            # value with no values at all.
+            reply = self.call(
+                GetParameters, "/policy_server/get_parameters", GetParameters.Request(names=[name])
+            )
+            value = parameter_value_to_python(reply.values[0]) if reply.values else None
+            # Array parameters come back as array.array: plain lists, for JSON.
+            plain = value is None or isinstance(value, bool | int | float | str)
+            result[name] = value if plain else list(value)
+        return result
 
     def wait_started(self, deployed: Deployment) -> None:
         """Until the server holds a first valid pose (it has seen the sim's joint states)."""
