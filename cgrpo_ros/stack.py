@@ -39,6 +39,7 @@ PARAMS_FILE = "train_sim.yaml"
 WORKER_GRACE_S = 10.0  # after the learner ends, workers leave on its `done` status
 LEARNER_STOP_TIMEOUT_S = 120.0  # an update and the final checkpoint can take a while
 TAIL_LINES = 30
+STACK_DUMP_WAIT_S = 2.0  # for the stack dump of a child that ignored Ctrl-C, before SIGKILL
 
 
 def assign_policies(num_workers: int, num_policies: int) -> list[list[int]]:
@@ -195,6 +196,7 @@ class _Child:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], echo: bool) -> None:
         self.name = name
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.echo_all = threading.Event()  # set for the stack dump of a child that hangs
         # Own session: Ctrl-C reaches only this CLI, which forwards it exactly once.
         self.proc = subprocess.Popen(
             argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -210,7 +212,11 @@ class _Child:
             line = line.rstrip("\n")
             self.tail.append(line)
             # The learner's lines are the progress report; workers only speak up when wrong.
-            if echo or "[WARN]" in line or "[ERROR]" in line or "Traceback" in line:
+            if (
+                echo
+                or self.echo_all.is_set()
+                or any(mark in line for mark in ("[WARN]", "[ERROR]", "Traceback"))
+            ):
                 print(f"[{self.name}] {line}", flush=True)
 
     def signal(self, signum: int) -> None:
@@ -222,9 +228,20 @@ class _Child:
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            print(f"cgrpo train-sim: {self.name} ignored Ctrl-C for {timeout:.0f} s; killing it")
-            self.proc.kill()
-            self.proc.wait()
+            # The nodes answer SIGUSR1 with every thread's stack (params.enable_stack_dump_signal):
+            # the output then says where the shutdown was stuck.
+            print(
+                f"cgrpo train-sim: {self.name} ignored Ctrl-C for {timeout:.0f} s; its threads' "
+                "stacks (SIGUSR1) follow, then it is killed",
+                flush=True,
+            )
+            self.echo_all.set()
+            self.signal(signal.SIGUSR1)
+            try:  # a process past its Python finalization has no handler: SIGUSR1 ends it
+                self.proc.wait(timeout=STACK_DUMP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         self.thread.join(timeout=2.0)
         return int(self.proc.returncode)
 

@@ -8,6 +8,7 @@ process dies, stops the others and says which one died and with what exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import subprocess
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 STOP_TIMEOUT_S = 10.0
+STACK_DUMP_WAIT_S = 2.0  # for the stack dump of a process that did not stop, before SIGKILL
+# Same value as cgrpo_ros.nodes.params.STACK_DUMP_SIGNAL (not imported: that imports rclpy).
+STACK_DUMP_SIGNAL = signal.SIGUSR1
 POLL_S = 0.2
 
 
@@ -98,16 +102,34 @@ def build_commands(args: argparse.Namespace) -> dict[str, list[str]]:
 
 
 def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    """SIGINT (what Ctrl-C sends) to every process still running, then SIGKILL if needed."""
+    """SIGINT (what Ctrl-C sends) to every process still running, then SIGKILL if needed.
+
+    Before the SIGKILL, a process that did not stop within STOP_TIMEOUT_S gets SIGUSR1: the
+    nodes answer it with every thread's stack on stderr (params.enable_stack_dump_signal),
+    so the log says where the shutdown was stuck.
+    """
     for proc in procs.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    for name, proc in procs.items():
-        try:
+    for proc in procs.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    stuck = {name: proc for name, proc in procs.items() if proc.poll() is None}
+    for name, proc in stuck.items():
+        print(
+            f"cgrpo deploy: {name} (pid {proc.pid}) did not stop within {STOP_TIMEOUT_S:.0f} s "
+            "of SIGINT; its threads' stacks (SIGUSR1) follow, then it is killed",
+            file=sys.stderr,
+            flush=True,
+        )
+        proc.send_signal(STACK_DUMP_SIGNAL)
+    deadline = time.monotonic() + STACK_DUMP_WAIT_S
+    for name, proc in stuck.items():
+        try:  # a process past its Python finalization has no handler: SIGUSR1 ends it
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            print(f"cgrpo deploy: {name} did not stop on SIGINT; killing it", file=sys.stderr)
+            print(f"cgrpo deploy: killing {name}", file=sys.stderr, flush=True)
             proc.kill()
             proc.wait()
 

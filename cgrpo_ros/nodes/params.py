@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import faulthandler
+import io
 import signal
 import sys
 import threading
@@ -265,10 +267,26 @@ class StopFlag:
         signal.signal(signal.SIGTERM, handler)
 
 
+# A supervisor (`cgrpo deploy`, `cgrpo train-sim`) sends this to a node that did not stop within
+# its grace period, before SIGKILL: the node's stderr then shows where every thread was stuck.
+STACK_DUMP_SIGNAL = signal.SIGUSR1
+
+
+def enable_stack_dump_signal() -> None:
+    """On STACK_DUMP_SIGNAL, write every thread's Python stack to stderr and carry on.
+
+    faulthandler's handler is C code: it dumps the stacks even when the main thread is stuck
+    inside a C call that holds the GIL (rclpy, rmw, Fast DDS), where no Python handler runs.
+    """
+    with contextlib.suppress(AttributeError, ValueError, RuntimeError, io.UnsupportedOperation):
+        faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)  # no stderr fd: no dump
+
+
 def run_node(name: str, body: Callable[[StopFlag], int], args: list[str] | None = None) -> None:
     """The shared `main()`: rclpy init, signal handling, exit codes (0 ok, 2 bad parameter)."""
     stop = StopFlag()
     stop.install_signal_handlers()
+    enable_stack_dump_signal()
     exit_code = 0
     try:
         with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
@@ -329,6 +347,7 @@ def serve_node(
 
     stop = StopFlag()
     stop.install_signal_handlers()
+    enable_stack_dump_signal()
     exit_code = 0
     try:
         with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
