@@ -134,14 +134,22 @@ def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
+# Set by SIGINT/SIGTERM; the supervision loop checks it every POLL_S. A plain list entry, not
+# an exception: a KeyboardInterrupt raised inside Popen.poll() between its lock's acquire and
+# release would leave the lock held, and every later wait() on that process would then wait
+# for a lock nobody releases.
+_stop_requested: list[str] = []
+
+
 def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (systemd, docker stop) stops the nodes like Ctrl-C
+    if not _stop_requested:  # SIGTERM (systemd, docker stop) stops the nodes like Ctrl-C
+        _stop_requested.append(signal.Signals(signum).name)
 
 
 def _install_stop_handlers() -> None:
     # SIGINT explicitly too: a process started with SIGINT ignored (a shell's background job,
-    # nohup) inherits SIG_IGN and Python then installs no KeyboardInterrupt handler, so
-    # `kill -INT` would do nothing.
+    # nohup) inherits SIG_IGN, so `kill -INT` would do nothing without a handler of our own.
+    _stop_requested.clear()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
 
@@ -150,28 +158,28 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     commands = build_commands(args)
     _install_stop_handlers()
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        for name, argv in commands.items():
-            procs[name] = subprocess.Popen(argv)
-            print(f"cgrpo deploy: started {name} (pid {procs[name].pid})", file=sys.stderr)
-        while True:
-            for name, proc in procs.items():
-                code = proc.poll()
-                if code is not None:
-                    others = [n for n in procs if n != name]
-                    print(
-                        f"cgrpo deploy: {name} exited with code {code}; stopping {others}",
-                        file=sys.stderr,
-                    )
-                    stop_all(procs)
-                    return code if code > 0 else 1
-            time.sleep(POLL_S)
-    except KeyboardInterrupt:
-        # The terminal sent SIGINT to the whole group; forward it anyway (e.g. `kill -INT`).
-        print("cgrpo deploy: interrupted; stopping all nodes", file=sys.stderr)
-        stop_all(procs)
-        codes = {name: proc.returncode for name, proc in procs.items()}
-        return 0 if all(c == 0 for c in codes.values()) else 130
+    for name, argv in commands.items():
+        if _stop_requested:
+            break
+        procs[name] = subprocess.Popen(argv)
+        print(f"cgrpo deploy: started {name} (pid {procs[name].pid})", file=sys.stderr)
+    while not _stop_requested:
+        for name, proc in procs.items():
+            code = proc.poll()
+            if code is not None:
+                others = [n for n in procs if n != name]
+                print(
+                    f"cgrpo deploy: {name} exited with code {code}; stopping {others}",
+                    file=sys.stderr,
+                )
+                stop_all(procs)
+                return code if code > 0 else 1
+        time.sleep(POLL_S)
+    # The terminal sent SIGINT to the whole group; forward it anyway (e.g. `kill -INT`).
+    print("cgrpo deploy: interrupted; stopping all nodes", file=sys.stderr)
+    stop_all(procs)
+    codes = {name: proc.returncode for name, proc in procs.items()}
+    return 0 if all(c == 0 for c in codes.values()) else 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:

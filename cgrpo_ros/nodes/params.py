@@ -247,6 +247,7 @@ class StopFlag:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reason = ""
+        self._signalled = False  # a plain flag: the signal handler's first check takes no lock
 
     def set(self, reason: str) -> None:
         if not self.event.is_set():
@@ -261,6 +262,13 @@ class StopFlag:
         # its step, writes its files and exits 0, rather than meeting a KeyboardInterrupt
         # half-way through writing a checkpoint.
         def handler(signum: int, _frame: Any) -> None:
+            # A second signal (Ctrl-C reaches a node twice: from the terminal's process group
+            # and forwarded by its supervisor) can arrive while the first handler is inside
+            # Event.set(), holding the Event's lock; a nested set() would then wait for that
+            # lock forever. The flag lets every later signal return without touching it.
+            if self._signalled:
+                return
+            self._signalled = True
             self.set(signal.Signals(signum).name)
 
         signal.signal(signal.SIGINT, handler)
