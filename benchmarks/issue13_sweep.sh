@@ -10,6 +10,11 @@ bench=".venv/bin/cgrpo bench --jobs 1 --out benchmarks/results/compare"
 tasks=(HalfCheetah-v5 Hopper-v5 Walker2d-v5)
 case "${1:-}" in
 cgrpo)
+    # The learned value baseline (config/cgrpo/value.yaml): the strongest CGRPO row, first.
+    $bench --tasks Walker2d-v5 HalfCheetah-v5 Hopper-v5 --budget 1000000 --methods cgrpo-value \
+        --seeds 0
+    $bench --tasks Walker2d-v5 HalfCheetah-v5 Hopper-v5 --budget 1000000 --methods cgrpo-value \
+        --seeds 1 2
     for task in "${tasks[@]}"; do
         $bench --tasks "$task" --budget 1000000 --methods cgrpo-lownoise --seeds 0
     done

@@ -277,3 +277,39 @@ def linear_feature_baseline(
             break
         ridge *= 10.0
     return np.asarray(features @ weights, dtype=np.float64)
+
+
+def generalized_advantages(
+    rewards: npt.NDArray[np.floating],
+    values: F64,
+    dones: npt.NDArray[np.bool_],
+    terminated: npt.NDArray[np.bool_],
+    gamma: float,
+    lam: float,
+    cut_values: F64,
+) -> tuple[F64, F64]:
+    """GAE(gamma, lambda) (Schulman et al. 2016) of one policy's batch: (advantages, targets).
+
+    Replaces Eq. 6's A = G - G-bar_cluster when a value baseline is on (our option):
+    delta_t = r_t + gamma V(s_{t+1}) - V(s_t),  A_t = delta_t + gamma lambda A_{t+1},
+    and the critic's regression target is the lambda-return A_t + V(s_t). Where step t ends an
+    episode in a terminal state (`terminated`) the future is zero. Where it is a cut (a time
+    limit: `dones` without `terminated`, or the last step of the batch) the episode would have
+    gone on, so the tail bootstraps from `cut_values[t]`, the value of the state after s_t;
+    the GAE sum does not cross into the next episode in either case.
+    With lambda = 1 and V = 0 this is the return-to-go of Eq. 6 plus the bootstrap.
+    """
+    count = len(rewards)
+    advantages = np.zeros(count, dtype=np.float64)
+    carry = 0.0
+    for t in range(count - 1, -1, -1):
+        if terminated[t]:
+            next_value, carry = 0.0, 0.0
+        elif dones[t] or t == count - 1:
+            next_value, carry = float(cut_values[t]), 0.0
+        else:
+            next_value = float(values[t + 1])
+        delta = float(rewards[t]) + gamma * next_value - float(values[t])
+        carry = delta + gamma * lam * carry
+        advantages[t] = carry
+    return advantages, advantages + values

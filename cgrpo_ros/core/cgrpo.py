@@ -19,6 +19,7 @@ from torch import nn
 from cgrpo_ros.core.advantages import (
     adaptive_clip_epsilon,
     branch_depths,
+    generalized_advantages,
     group_normalized_advantages,
     horizon_normalized_returns,
     linear_feature_baseline,
@@ -44,6 +45,7 @@ from cgrpo_ros.core.policy import (
     stacked_mean_forward,
 )
 from cgrpo_ros.core.reference import ReferencePolicy
+from cgrpo_ros.core.value import ValueFunction
 
 
 @dataclass
@@ -78,6 +80,10 @@ class IterationMetrics:
     dbscan_seconds: float = 0.0
     update_seconds: float = 0.0
     reference_members: list[int] = field(default_factory=list)
+    # Value baseline only: the critic's mean squared error (in return-scale units) on this
+    # iteration's lambda-returns before and after its regression; 0 without the critic.
+    value_loss_before: float = 0.0
+    value_loss_after: float = 0.0
 
 
 class CGRPO:
@@ -110,6 +116,16 @@ class CGRPO:
         # Line 1: before any data every policy is equally good, so pi_ref mixes them all.
         self.reference = ReferencePolicy(self.policies, range(config.num_policies))
         self.iteration = 0
+        # Our option (value_baseline): a critic V(s) that replaces Eq. 6's cluster-mean
+        # baseline. It belongs to the learner only; workers never receive it. Built after the
+        # policies, so with the option off nothing here draws from the RNG.
+        self.value: ValueFunction | None = None
+        self.value_optimizer: torch.optim.Adam | None = None
+        if config.value_baseline:
+            self.value = ValueFunction(obs_dim, config.value_hidden_sizes)
+            self.value_optimizer = torch.optim.Adam(
+                self.value.parameters(), lr=config.value_learning_rate, eps=1e-5
+            )
 
     # --- Eq. 4 -------------------------------------------------------------------------
     @torch.no_grad()
@@ -180,6 +196,10 @@ class CGRPO:
             # Same-state groups: the baseline of a step is its sibling branches (no DBSCAN).
             labels = np.zeros(len(all_returns), dtype=np.int64)
             metrics.num_state_clusters = 0
+        elif cfg.value_baseline:
+            # The critic V(s) is the state-aware baseline: no DBSCAN clusters (Eq. 7).
+            labels = np.zeros(len(all_returns), dtype=np.int64)
+            metrics.num_state_clusters = 0
         elif cfg.use_state_clusters and not cfg.linear_baseline:
             clusters = state_clusters(
                 np.concatenate([b.obs for b in batches]),
@@ -212,6 +232,9 @@ class CGRPO:
                 for g, b in zip(returns, batches, strict=True)
                 if b.branch_group is not None
             ]
+        elif self.value is not None:
+            # Our option: GAE on a learned V(s) replaces Eq. 6 (G - cluster mean).
+            advantages = self._value_advantages(batches, metrics)
         elif cfg.linear_baseline:
             all_obs = np.concatenate([b.obs for b in batches])
             all_depth = np.concatenate([branch_depths(b.dones) for b in batches])
@@ -273,6 +296,46 @@ class CGRPO:
             )
         self.iteration += 1
         return metrics
+
+    def _value_advantages(
+        self, batches: Sequence[RolloutBatch], metrics: IterationMetrics
+    ) -> list[npt.NDArray[np.float64]]:
+        """GAE advantages of each policy's batch on the critic, then one regression of it.
+
+        The critic is shared by all policies and fitted on all their steps, as Eq. 6 pools
+        every policy's states into one baseline. Order: the critic's normalisers absorb this
+        batch, V(s) is predicted, advantages and lambda-return targets are computed per policy
+        (an episode never crosses a batch), and only then is the critic fitted, so the
+        advantages use a critic that has not seen these returns.
+        """
+        cfg = self.config
+        value, optimizer = self.value, self.value_optimizer
+        assert value is not None and optimizer is not None
+        all_obs = np.concatenate([b.obs for b in batches])
+        value.normalizer.update(all_obs)
+        raw = np.concatenate([return_to_go(b.rewards, b.dones, cfg.gamma) for b in batches])
+        value.returns.update(raw[:, None])
+        advantages, targets = [], []
+        for b in batches:
+            v = value.predict(b.obs)
+            # The batch carries no observation after a time-limit cut or after its last step,
+            # so V(s_t) of the cut step stands in for V(s_{t+1}) (one step apart).
+            adv, target = generalized_advantages(
+                b.rewards, v, b.dones, b.terminated, cfg.gamma, cfg.gae_lambda, cut_values=v
+            )
+            advantages.append(adv)
+            targets.append(target)
+        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + self.iteration + 50_021)
+        metrics.value_loss_before, metrics.value_loss_after = value.fit(
+            all_obs,
+            np.concatenate(targets),
+            optimizer,
+            epochs=cfg.value_epochs,
+            minibatch_size=cfg.value_minibatch_size,
+            max_grad_norm=cfg.max_grad_norm,
+            generator=generator,
+        )
+        return advantages
 
     def _optimise(
         self,

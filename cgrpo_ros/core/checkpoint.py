@@ -57,7 +57,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def training_state(algo: CGRPO, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything needed to continue training exactly where it stopped."""
-    return {
+    state: dict[str, Any] = {
         "config_json": json.dumps(algo.config.to_dict(), sort_keys=True),
         "obs_dim": algo.obs_dim,
         "act_dim": algo.act_dim,
@@ -70,6 +70,12 @@ def training_state(algo: CGRPO, extra: dict[str, Any] | None = None) -> dict[str
         "numpy_rng_json": json.dumps(algo.rng.bit_generator.state),
         "extra_json": json.dumps(extra or {}),
     }
+    if algo.value is not None and algo.value_optimizer is not None:
+        # The value baseline's critic and its optimiser (absent from runs without it, and from
+        # checkpoints written before the option existed).
+        state["value"] = algo.value.state_dict()
+        state["value_optimizer"] = algo.value_optimizer.state_dict()
+    return state
 
 
 def save_checkpoint(path: Path, algo: CGRPO, extra: dict[str, Any] | None = None) -> None:
@@ -129,6 +135,14 @@ def restore_training_state(algo: CGRPO, state: dict[str, Any]) -> None:
         policy.load_state_dict(saved)
     for optimizer, saved in zip(algo.optimizers, state["optimizers"], strict=True):
         optimizer.load_state_dict(saved)
+    if algo.value is not None and algo.value_optimizer is not None:
+        if "value" not in state or "value_optimizer" not in state:
+            raise KeyError(
+                "value_baseline is on but the checkpoint holds no critic ('value', "
+                "'value_optimizer')"
+            )
+        algo.value.load_state_dict(state["value"])
+        algo.value_optimizer.load_state_dict(state["value_optimizer"])
     members = []
     for saved in state["reference"]:
         member = GaussianPolicy(

@@ -86,6 +86,20 @@ class CGRPOConfig:
     linear_baseline: bool = False
     """Baseline = linear regression of the return on state features (Duan et al. 2016)
     instead of the Eq. 6 cluster mean; see docs/algorithm.md."""
+    value_baseline: bool = False
+    """Learned state-value baseline: a critic V(s) owned by the learner (never sent to the
+    workers) and GAE advantages replace the Eq. 6 cluster mean; Eq. 8-9 are unchanged
+    (core/value.py, docs/algorithm.md)."""
+    gae_lambda: float = 0.95
+    """lambda of GAE with the value baseline (1: Monte Carlo returns minus V(s))."""
+    value_hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the critic's MLP (tanh)."""
+    value_learning_rate: float = 1e-3
+    """Adam learning rate of the critic."""
+    value_epochs: int = 10
+    """Passes of the critic's regression over each iteration's batch (all policies' steps)."""
+    value_minibatch_size: int = 64
+    """Steps per gradient step of the critic's regression."""
     group_size: int = 0
     """G of same-state groups: branches rolled out from each saved simulator state (0: off,
     the paper's plain rollouts). Needs a simulator (docs/algorithm.md)."""
@@ -149,6 +163,28 @@ class CGRPOConfig:
         if self.dbscan_project_dims is not None:
             _check_int("dbscan_project_dims", self.dbscan_project_dims, 1, 4096)
         _check_int("dbscan_max_points", self.dbscan_max_points, 16, 1_000_000)
+        _check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        if not self.value_hidden_sizes or not isinstance(self.value_hidden_sizes, tuple):
+            raise ConfigError(
+                f"value_hidden_sizes={self.value_hidden_sizes!r} must be a non-empty tuple"
+            )
+        for width in self.value_hidden_sizes:
+            _check_int("value_hidden_sizes[]", width, 1, 4096)
+        _check_range("value_learning_rate", self.value_learning_rate, 0.0, 1.0, low_open=True)
+        _check_int("value_epochs", self.value_epochs, 1, 1000)
+        _check_int("value_minibatch_size", self.value_minibatch_size, 1, 1_000_000)
+        if not isinstance(self.value_baseline, bool):
+            raise ConfigError(f"value_baseline={self.value_baseline!r} must be true or false")
+        if self.value_baseline and self.linear_baseline:
+            raise ConfigError(
+                "value_baseline=True and linear_baseline=True: choose one baseline (allowed: "
+                "at most one of them true)"
+            )
+        if self.value_baseline and self.group_size:
+            raise ConfigError(
+                f"value_baseline=True with group_size={self.group_size}: same-state groups "
+                "bring their own baseline (allowed: group_size 0 with the value baseline)"
+            )
         _check_int("group_size", self.group_size, 0, 1024)
         if self.group_size == 1:
             raise ConfigError(
@@ -198,14 +234,16 @@ class CGRPOConfig:
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         unknown = {k: v for k, v in values.items() if k not in known}
         kwargs = {k: v for k, v in values.items() if k in known}
-        if "hidden_sizes" in kwargs and isinstance(kwargs["hidden_sizes"], list):
-            kwargs["hidden_sizes"] = tuple(kwargs["hidden_sizes"])
+        for name in ("hidden_sizes", "value_hidden_sizes"):
+            if name in kwargs and isinstance(kwargs[name], list):
+                kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs, extra=unknown)
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values.pop("extra")
         values["hidden_sizes"] = list(self.hidden_sizes)
+        values["value_hidden_sizes"] = list(self.value_hidden_sizes)
         return values
 
     def config_hash(self) -> str:

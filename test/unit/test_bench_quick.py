@@ -133,6 +133,7 @@ def test_every_cgrpo_method_builds_a_valid_configuration(method: str) -> None:
         assert config.group_size == 4 and config.group_horizon == 64
     if method in ("cgrpo-group", "cgrpo-lownoise"):
         assert config.init_log_std == -2.0
+    assert config.value_baseline == (method == "cgrpo-value")
     if method.startswith("cgrpo-full-no-"):  # each ablation switches exactly one term off
         full = CGRPOConfig.for_variant("full").to_dict()
         changed = {k for k, v in config.to_dict().items() if full[k] != v}
