@@ -6,10 +6,11 @@ bootstrap:
 	bash scripts/bootstrap.sh
 
 # The main job, sized so that a newcomer sees learning in 1-2 minutes: 50 iterations x 2
-# policies x 2048 steps (205k steps) with two rollout workers, CGRPO-Full with the low initial
-# exploration noise of config/cgrpo/lownoise.yaml (HalfCheetah-v5 goes from about -20 to about
-# 1,000; docs/benchmarks.md). It ends by printing the run's improvement.
-RUN_ARGS = --workers 2 --iterations 50 --config config/cgrpo/lownoise.yaml
+# policies x 2048 steps (205k steps) with one rollout worker (faster than two on 2 cores:
+# docs/benchmarks.md), CGRPO-Full with the low initial exploration noise of
+# config/cgrpo/lownoise.yaml (HalfCheetah-v5 goes from about -20 to about 1,000). It ends by
+# printing the run's improvement.
+RUN_ARGS = --iterations 50 --config config/cgrpo/lownoise.yaml
 
 run: bootstrap
 	.venv/bin/cgrpo train-sim $(RUN_ARGS)
