@@ -53,6 +53,21 @@ class RunningObsNormalizer(nn.Module):
         return torch.clamp(normalised, -OBS_CLIP, OBS_CLIP)
 
 
+def tanh_hidden_layers(in_dim: int, hidden_sizes: Sequence[int]) -> tuple[list[nn.Module], int]:
+    """The hidden part of the policy and value networks: Linear + tanh per width, orthogonal
+    init with gain sqrt(2) as in PPO implementations (SB3, CleanRL); returns the layers and
+    the last width (the head's input)."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for hidden in hidden_sizes:
+        linear = nn.Linear(width, hidden)
+        nn.init.orthogonal_(linear.weight, gain=math.sqrt(2.0))
+        nn.init.zeros_(linear.bias)
+        layers += [linear, nn.Tanh()]
+        width = hidden
+    return layers, width
+
+
 class GaussianPolicy(nn.Module):
     """pi_theta(a|s) = N(f_theta(s), diag(exp(log_std))^2), f_theta an MLP on normalised s."""
 
@@ -68,15 +83,7 @@ class GaussianPolicy(nn.Module):
         self.obs_dim = obs_dim
         self.act_dim = act_dim
         self.normalizer = RunningObsNormalizer(obs_dim)
-        layers: list[nn.Module] = []
-        width = obs_dim
-        for hidden in hidden_sizes:
-            linear = nn.Linear(width, hidden)
-            # Orthogonal init with gain sqrt(2), as in PPO implementations (SB3, CleanRL).
-            nn.init.orthogonal_(linear.weight, gain=math.sqrt(2.0))
-            nn.init.zeros_(linear.bias)
-            layers += [linear, nn.Tanh()]
-            width = hidden
+        layers, width = tanh_hidden_layers(obs_dim, hidden_sizes)
         head = nn.Linear(width, act_dim)
         # A small output gain starts every policy near the zero action (CleanRL: std 0.01).
         nn.init.orthogonal_(head.weight, gain=0.01)

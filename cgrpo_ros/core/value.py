@@ -22,7 +22,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from cgrpo_ros.core.policy import RunningObsNormalizer
+from cgrpo_ros.core.policy import RunningObsNormalizer, tanh_hidden_layers
 
 
 class ValueFunction(nn.Module):
@@ -33,14 +33,7 @@ class ValueFunction(nn.Module):
         self.normalizer = RunningObsNormalizer(obs_dim)
         # Running mean and variance of the discounted returns-to-go: the targets' standardisation.
         self.returns = RunningObsNormalizer(1)
-        layers: list[nn.Module] = []
-        width = obs_dim
-        for hidden in hidden_sizes:
-            linear = nn.Linear(width, hidden)
-            nn.init.orthogonal_(linear.weight, gain=math.sqrt(2.0))
-            nn.init.zeros_(linear.bias)
-            layers += [linear, nn.Tanh()]
-            width = hidden
+        layers, width = tanh_hidden_layers(obs_dim, hidden_sizes)
         head = nn.Linear(width, 1)
         nn.init.orthogonal_(head.weight, gain=1.0)  # SB3/CleanRL's value-head gain
         nn.init.zeros_(head.bias)
