@@ -10,7 +10,7 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(include=["cgrpo_ros", "cgrpo_ros.*", "sim_bridge", "sim_bridge.*"]),
-    package_data={"sim_bridge": ["assets/*.xml"]},
+    package_data={"cgrpo_ros.robot": ["assets/*.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),

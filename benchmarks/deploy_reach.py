@@ -8,7 +8,7 @@
 2. Deployed: the `sim_bridge` node (realtime MuJoCo) and the `policy_server` node, each its own
    process on an isolated DDS domain (localhost only), with the node parameters deploy.launch.py
    use_sim:=true gives them: config/deploy.yaml and the launch overrides, built by the same
-   code as `cgrpo deploy --use-sim` (cgrpo_ros/deploy/cli_deploy.py), so they cannot drift.
+   code as `cgrpo deploy --use-sim` (cgrpo_ros/cli/deploy.py), so they cannot drift.
    The launch tool (`ros2 launch`) is not installed here, which is why this script starts the
    two processes itself. Two parameters differ, for the episodes to be the in-process env's
    episodes (test/deploy_episodes.py EPISODE_OVERRIDES: publish_when_disabled false, so each
@@ -72,10 +72,10 @@ def evaluate_deployed(
     from deploy_episodes import EPISODE_OVERRIDES, deploy_probe, deployment
     from ros_helpers import isolated_ros_env
 
-    from cgrpo_ros.deploy.cli_deploy import default_params_file
+    from cgrpo_ros.cli.deploy import default_params_file
     from cgrpo_ros.nodes.policy_server import DECLARED_PARAMETERS
-    from sim_bridge.reach_task import ReachTask
-    from sim_bridge.robot_config import load_robot_config
+    from cgrpo_ros.robot.config import load_robot_config
+    from cgrpo_ros.robot.reach_task import ReachTask
 
     robot = load_robot_config()
     task = ReachTask(robot)
@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     in_process = summary(evaluated.returns, evaluated.successes, evaluated.final_distances)
     deployed = evaluate_deployed(model, goals, args.extra)
     deployment = deployed.pop("deployment")
-    from sim_bridge.robot_config import load_robot_config
+    from cgrpo_ros.robot.config import load_robot_config
 
     robot = load_robot_config()
     result = {

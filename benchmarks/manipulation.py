@@ -2,7 +2,7 @@
 
 FetchReach-v4 (gymnasium-robotics, flattened goal observation) and cgrpo_ros/Arm7Reach-v0
 (our 7-joint arm, the stand-in for the paper's FrankaReach), same step budget and seeds for
-both methods, through the comparison harness `cgrpo_ros.bench` (one JSON file per run under
+both methods, through the comparison harness `cgrpo_ros.cli.bench` (one JSON file per run under
 benchmarks/results/manipulation/, so an interrupted sweep resumes). Success rate = the
 fraction of `--eval-episodes` deterministic episodes that end with info["is_success"].
 
@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cgrpo_ros.bench import RunSpec, load_results, run_one
+from cgrpo_ros.cli.bench import RunSpec, load_results, run_one
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("FetchReach-v4", "cgrpo_ros/Arm7Reach-v0")

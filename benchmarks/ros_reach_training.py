@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from cgrpo_ros.core.policy_artifact import OnnxPolicy
     from cgrpo_ros.core.rollout import evaluate_with_success
-    from cgrpo_ros.training import make_env
+    from cgrpo_ros.tasks import make_env
 
     name = f"seed0-{args.iterations}x{args.steps}"
     run_dir = args.out / name

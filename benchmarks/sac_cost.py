@@ -26,7 +26,7 @@ def main() -> None:
     from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from cgrpo_ros.training import make_env
+    from cgrpo_ros.tasks import make_env
 
     torch.set_num_threads(1)
     algo = {"sac": SAC, "td3": TD3}[args.algo]

@@ -35,7 +35,7 @@ from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.core.onnx_export import export_policy_onnx
 from cgrpo_ros.core.policy_artifact import OnnxPolicy
 from cgrpo_ros.core.signing import SigningKey, TrustedKeys, check_claims
-from cgrpo_ros.training import TaskSpec
+from cgrpo_ros.tasks import TaskSpec
 
 ENV_ID = "HalfCheetah-v5"
 

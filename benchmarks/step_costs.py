@@ -27,7 +27,7 @@ from cgrpo_ros.core.onnx_export import export_policy_onnx
 from cgrpo_ros.core.policy import GaussianPolicy
 from cgrpo_ros.core.policy_artifact import OnnxPolicy
 from cgrpo_ros.core.rollout import RolloutCollector
-from cgrpo_ros.training import TaskSpec, make_env
+from cgrpo_ros.tasks import TaskSpec, make_env
 
 
 def best_us(call: Callable[[], object], repeats: int) -> float:

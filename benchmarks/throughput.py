@@ -44,7 +44,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RAW_ENV = (
     "import sys, time, numpy as np\n"
-    "from cgrpo_ros.training import make_env\n"
+    "from cgrpo_ros.tasks import make_env\n"
     "env = make_env(sys.argv[1]); env.reset(seed=0); env.action_space.seed(0)\n"
     "n = int(sys.argv[2]); actions = [env.action_space.sample() for _ in range(1000)]\n"
     "start = time.perf_counter()\n"

@@ -22,7 +22,7 @@ import torch
 from cgrpo_ros.core.cgrpo import CGRPO
 from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.core.rollout import RolloutCollector
-from cgrpo_ros.training import make_env
+from cgrpo_ros.tasks import make_env
 
 
 def main() -> None:

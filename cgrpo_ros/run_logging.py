@@ -13,9 +13,10 @@ import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cgrpo_ros.core.cgrpo import IterationMetrics
+if TYPE_CHECKING:  # run_logging stays light: the CLI and launch processes import it
+    from cgrpo_ros.core.cgrpo import IterationMetrics
 
 CSV_FIELDS = [
     "iteration", "env_steps", "wall_s", "policy_id", "group", "mean_episode_return",
@@ -28,6 +29,12 @@ CSV_FIELDS = [
 
 class RunDirectoryError(ValueError):
     """The run directory cannot be used (it exists and resuming was not asked for)."""
+
+
+def default_run_dir(env_id: str, variant: str) -> Path:
+    """runs/<task>-<variant>-<date>-<time>: where a run goes when no --run-dir is given."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{env_id.replace('/', '_')}-{variant}-{stamp}"
 
 
 def prepare_run_dir(run_dir: Path, *, resume: bool) -> Path:

@@ -56,8 +56,8 @@ def _file_value(params_file: str, name: str) -> object:
 
 
 def _launch_setup(context: LaunchContext) -> list:
+    from cgrpo_ros.cli.train_sim import assign_policies
     from cgrpo_ros.launch_exits import on_node_exit
-    from cgrpo_ros.stack import assign_policies
 
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context)

@@ -15,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 from gymnasium import spaces
 
+from cgrpo_ros.robot.config import RobotConfig, load_robot_config
+from cgrpo_ros.robot.reach_task import OBS_LAYOUT_VERSION, ReachTask
 from sim_bridge.arm_sim import ArmSim
-from sim_bridge.reach_task import OBS_LAYOUT_VERSION, ReachTask
-from sim_bridge.robot_config import RobotConfig, load_robot_config
 
 ENV_ID = "cgrpo_ros/Arm7Reach-v0"
 

@@ -36,12 +36,12 @@ from cgrpo_ros.nodes.params import (
     handle_command_line,
     serve_node,
 )
-from sim_bridge.arm_sim import ArmSim
-from sim_bridge.robot_config import (
+from cgrpo_ros.robot.config import (
     RobotConfig,
     default_robot_config_path,
     load_robot_config,
 )
+from sim_bridge.arm_sim import ArmSim
 
 NODE_NAME = "sim_bridge"
 PUBLISH_RATE_RANGE_HZ = (1.0, 1000.0)
@@ -81,7 +81,7 @@ SIM_BRIDGE_PARAMS = (
         "joint_states rate [Hz] (realtime: also the physics tick).",
         PUBLISH_RATE_RANGE_HZ,
     ),
-    ParamSpec("model_path", "", "MJCF file; empty = the shipped sim_bridge/assets/arm7.xml."),
+    ParamSpec("model_path", "", "MJCF file; empty = the shipped cgrpo_ros/robot/assets/arm7.xml."),
 )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from policy_fixtures import follows_probe_action
 
-from sim_bridge.robot_config import RobotConfig
+from cgrpo_ros.robot.config import RobotConfig
 
 HOLD_TOLERANCE_RAD = 1e-2
 

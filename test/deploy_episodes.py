@@ -31,8 +31,8 @@ import numpy as np
 import numpy.typing as npt
 from ros_helpers import probe_node, process_output, start_node_process, stop_process, wait_for
 
-from sim_bridge.reach_task import ReachTask
-from sim_bridge.robot_config import RobotConfig
+from cgrpo_ros.robot.config import RobotConfig
+from cgrpo_ros.robot.reach_task import ReachTask
 
 STARTUP_TIMEOUT_S = 40.0
 SERVICE_TIMEOUT_S = 10.0
@@ -60,7 +60,7 @@ def deploy_commands(model: Path, extra: Sequence[str] = ()) -> dict[str, list[st
     """argv of sim_bridge and policy_server as `cgrpo deploy --use-sim MODEL` starts them
     (deploy.launch.py use_sim:=true's parameters), with EPISODE_OVERRIDES and then `extra`
     (policy_server `name:=value` items, which win)."""
-    from cgrpo_ros.deploy.cli_deploy import build_commands
+    from cgrpo_ros.cli.deploy import build_commands
 
     overrides = [f"{name}:={value}" for name, value in EPISODE_OVERRIDES.items()]
     args = argparse.Namespace(
@@ -137,7 +137,7 @@ def evaluate_in_process(model: Path, episodes: int, seed: int) -> InProcessResul
 
     from cgrpo_ros.core.policy_artifact import OnnxPolicy
     from cgrpo_ros.core.rollout import evaluate_with_success
-    from cgrpo_ros.training import make_env
+    from cgrpo_ros.tasks import make_env
     from sim_bridge.envs import ENV_ID
 
     class EpisodeEnds(gym.Wrapper[Any, Any, Any, Any]):

@@ -25,7 +25,7 @@ def publish_joint_states(rate: float, seconds: float) -> None:
     from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import JointState
 
-    from sim_bridge.robot_config import load_robot_config
+    from cgrpo_ros.robot.config import load_robot_config
 
     robot = load_robot_config()
     period = 1.0 / rate

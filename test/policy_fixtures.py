@@ -22,10 +22,10 @@ import torch
 
 from cgrpo_ros.core.onnx_export import export_policy_onnx
 from cgrpo_ros.core.policy import GaussianPolicy
-from cgrpo_ros.training import TaskSpec
+from cgrpo_ros.robot.config import RobotConfig, load_robot_config
+from cgrpo_ros.robot.reach_task import ReachTask
+from cgrpo_ros.tasks import TaskSpec
 from sim_bridge.envs import ENV_ID
-from sim_bridge.reach_task import ReachTask
-from sim_bridge.robot_config import RobotConfig, load_robot_config
 
 # The fingertip probe: full steps along +x. Over the few seconds a test watches, the commanded
 # fingertip must have moved this far forward [m] (one step is reach.fingertip_step_m).

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 Variant = Literal["full", "simple"]
@@ -250,3 +251,18 @@ class CGRPOConfig:
         """sha256 of the canonical JSON, written into exported models and checkpoints."""
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A YAML or JSON mapping of CGRPOConfig fields (safe loaders only, never pickle)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"config file {path} cannot be read: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+    return data

@@ -20,7 +20,7 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-from cgrpo_ros.deploy.rate_limiter import JointRateLimiter
+from cgrpo_ros.robot.rate_limiter import JointRateLimiter
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -26,14 +26,14 @@ import numpy.typing as npt
 
 from cgrpo_ros.bounded import shown
 from cgrpo_ros.core.policy_artifact import PolicyMetadata
-from sim_bridge.reach_task import FINGERTIP_ACTION_NAMES
-from sim_bridge.robot_config import ACTION_MODES, RobotConfig
+from cgrpo_ros.robot.config import ACTION_MODES, RobotConfig
+from cgrpo_ros.robot.reach_task import FINGERTIP_ACTION_NAMES
 
 Float32Array = npt.NDArray[np.float32]
 FloatArray = npt.NDArray[np.float64]
 # Joint values: a JointState's sequence, or the policy server's merged array (config order).
 JointValues = Sequence[float] | FloatArray
-# 1: joints and goal; 2: adds fingertip and goal_offset (sim_bridge/reach_task.py).
+# 1: joints and goal; 2: adds fingertip and goal_offset (cgrpo_ros/robot/reach_task.py).
 SUPPORTED_OBS_LAYOUT_VERSIONS = (1, 2)
 # Metadata stores bounds that went through float32 (the gymnasium Box): -2.8973 comes back as
 # -2.897300004959106. This tolerance accepts that rounding and nothing a joint could notice.

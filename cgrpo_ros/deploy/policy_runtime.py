@@ -27,8 +27,8 @@ from cgrpo_ros.core.signing import (
     read_signature_file,
 )
 from cgrpo_ros.deploy.observation import ObservationBuilder, validate_policy_against_robot
-from sim_bridge.reach_task import ReachTask
-from sim_bridge.robot_config import RobotConfig
+from cgrpo_ros.robot.config import RobotConfig
+from cgrpo_ros.robot.reach_task import ReachTask
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -116,8 +116,9 @@ class LearnerNode(Node):
 
     def __init__(self, stop: StopFlag, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        from cgrpo_ros.cli import default_run_dir
-        from cgrpo_ros.training import TaskSpec, TrainingSession
+        from cgrpo_ros.run_logging import default_run_dir
+        from cgrpo_ros.session import TrainingSession
+        from cgrpo_ros.tasks import TaskSpec
 
         self.stop = stop
         self.params = p = declare_parameters(self, LEARNER_PARAMS)

@@ -215,7 +215,7 @@ def config_from_parameters(
     `cgrpo.<field>` parameters are declared without a default (dynamic typing), so only the
     ones a user set override the variant's values.
     """
-    from cgrpo_ros.cli import load_config_file
+    from cgrpo_ros.core.config import load_config_file
 
     overrides: dict[str, Any] = {}
     if config_file:

@@ -53,7 +53,7 @@ from cgrpo_ros.deploy.policy_runtime import (
 )
 from cgrpo_ros.deploy.tick_trigger import FALLBACK_PERIODS, TickTrigger
 from cgrpo_ros.nodes.params import BackgroundSpinner, ParamSpec, handle_command_line, serve_node
-from sim_bridge.robot_config import RobotConfig, default_robot_config_path, load_robot_config
+from cgrpo_ros.robot.config import RobotConfig, default_robot_config_path, load_robot_config
 
 NODE_NAME = "policy_server"
 EXIT_REFUSED_TO_START = 2

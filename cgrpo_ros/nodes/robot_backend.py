@@ -4,7 +4,7 @@ The robot is anything that speaks ros2_control's conventions: `sensor_msgs/Joint
 `/joint_states`, `std_msgs/Float64MultiArray` joint position commands on
 `/<controller>/commands` (forward_command_controller), and a `std_srvs/Trigger` reset service
 between episodes. The `sim_bridge` node is one; a real arm with a reset routine is another.
-Observation and reward come from `sim_bridge.reach_task.ReachTask`, the same code the
+Observation and reward come from `cgrpo_ros.robot.reach_task.ReachTask`, the same code the
 in-process `cgrpo_ros/Arm7Reach-v0` env uses, so policies move between the two unchanged.
 
 Every wait runs in the worker's main thread with a timeout and watches the stop flag; the
@@ -26,8 +26,8 @@ from std_srvs.srv import Trigger
 from cgrpo_ros.core.buffers import RolloutBatch
 from cgrpo_ros.core.rollout import ActFn
 from cgrpo_ros.nodes.params import ParameterError, StopFlag
-from sim_bridge.reach_task import ReachTask
-from sim_bridge.robot_config import RobotConfig, load_robot_config
+from cgrpo_ros.robot.config import RobotConfig, load_robot_config
+from cgrpo_ros.robot.reach_task import ReachTask
 
 WARN_THROTTLE_S = 5.0
 MAX_CACHED_NAME_LISTS = 64  # distinct /joint_states name lists remembered (drivers repeat one)

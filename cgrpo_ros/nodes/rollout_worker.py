@@ -115,7 +115,7 @@ class GymBackend:
     def _collector(
         self, policy_id: int, version: int, groups: GroupSettings | None
     ) -> RolloutCollector | GroupRolloutCollector:
-        from cgrpo_ros.training import make_collector
+        from cgrpo_ros.session import make_collector
 
         if policy_id not in self.collectors:
             # The single-process trainer's seeds, so one run is reproducible either way.

@@ -19,7 +19,7 @@ from deploy_checks import check_probe_policy_drives_the_arm
 from policy_fixtures import write_probe_policy
 from std_msgs.msg import String
 
-from sim_bridge.robot_config import load_robot_config
+from cgrpo_ros.robot.config import load_robot_config
 
 pytestmark = pytest.mark.integration
 

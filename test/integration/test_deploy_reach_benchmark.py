@@ -24,7 +24,8 @@ from deploy_episodes import EPISODE_OVERRIDES  # noqa: E402
 
 from benchmarks.deploy_reach import main  # noqa: E402
 from cgrpo_ros.core.config import CGRPOConfig  # noqa: E402
-from cgrpo_ros.training import TaskSpec, TrainingSession  # noqa: E402
+from cgrpo_ros.session import TrainingSession  # noqa: E402
+from cgrpo_ros.tasks import TaskSpec  # noqa: E402
 from sim_bridge.envs import ENV_ID  # noqa: E402
 
 pytestmark = pytest.mark.integration

@@ -34,10 +34,10 @@ from deploy_episodes import (  # noqa: E402
 
 from cgrpo_ros.core.config import CGRPOConfig  # noqa: E402
 from cgrpo_ros.core.policy_artifact import OnnxPolicy  # noqa: E402
-from cgrpo_ros.training import train_single_process  # noqa: E402
+from cgrpo_ros.robot.config import load_robot_config  # noqa: E402
+from cgrpo_ros.robot.reach_task import ReachTask  # noqa: E402
+from cgrpo_ros.session import train_single_process  # noqa: E402
 from sim_bridge.envs import ENV_ID  # noqa: E402
-from sim_bridge.reach_task import ReachTask  # noqa: E402
-from sim_bridge.robot_config import load_robot_config  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

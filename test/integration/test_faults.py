@@ -424,7 +424,8 @@ def test_corrupt_latest_checkpoint_is_reported_and_previous_used(
 ) -> None:
     """Unit level, no DDS: TrainingSession resume after latest.ckpt is truncated."""
     from cgrpo_ros.core.config import CGRPOConfig
-    from cgrpo_ros.training import TaskSpec, TrainingSession, train_single_process
+    from cgrpo_ros.session import TrainingSession, train_single_process
+    from cgrpo_ros.tasks import TaskSpec
 
     config = CGRPOConfig.for_variant("full", num_policies=2, num_groups=2, epochs=1,
                                      kmeans_n_init=1)  # fmt: skip

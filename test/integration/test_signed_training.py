@@ -35,7 +35,7 @@ from test_training_stack import ENV_ID, _batch, learner_argv, worker_argv  # noq
 from cgrpo_ros.core.onnx_export import export_policy_onnx  # noqa: E402
 from cgrpo_ros.core.policy import GaussianPolicy  # noqa: E402
 from cgrpo_ros.core.signing import SigningKey, generate_key_pair  # noqa: E402
-from cgrpo_ros.training import TaskSpec  # noqa: E402
+from cgrpo_ros.tasks import TaskSpec  # noqa: E402
 from cgrpo_ros.wire import (  # noqa: E402
     DecodedPolicy,
     WireFormatError,

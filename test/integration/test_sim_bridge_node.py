@@ -29,7 +29,7 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from sim_bridge.robot_config import load_robot_config  # noqa: E402
+from cgrpo_ros.robot.config import load_robot_config  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

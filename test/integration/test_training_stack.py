@@ -146,7 +146,7 @@ def test_train_sim_command_with_two_workers(ros_env: dict[str, str], tmp_path: P
     run_dir = tmp_path / "run2"
     code = (
         "import argparse, sys\n"
-        "from cgrpo_ros.stack import add_train_sim_parser\n"
+        "from cgrpo_ros.cli.train_sim import add_train_sim_parser\n"
         "p = argparse.ArgumentParser(); sub = p.add_subparsers(dest='command')\n"
         "add_train_sim_parser(sub); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n"
     )

@@ -38,7 +38,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from policy_fixtures import write_probe_policy
 from ros_helpers import probe_node, unique_domain_id
 
-from sim_bridge.robot_config import load_robot_config
+from cgrpo_ros.robot.config import load_robot_config
 
 ROBOT = load_robot_config()
 # The stack's own DDS domain, localhost only; the probe below joins it.

@@ -2,7 +2,7 @@
 
 Budget: 40 iterations x 2 policies x 1000 steps (80,000 env steps), about 100 s on a quiet
 2-core machine. The task as the robot config sets it up: fingertip-step actions turned into
-joint targets by damped least squares, progress reward (sim_bridge/reach_task.py). Stated
+joint targets by damped least squares, progress reward (cgrpo_ros/robot/reach_task.py). Stated
 success rate: at least 0.8 of 10 evaluation goals within 5 cm after the 2 s episode, with the
 deterministic policy. Measured here (seeded, deterministic; a quiet machine, 104 s): training
 return -1.4 -> 7.1, end-of-episode distance 0.217 m (untrained) -> 0.012 m, success rate 1.00.
@@ -18,7 +18,8 @@ import numpy as np
 
 from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.core.policy_artifact import OnnxPolicy
-from cgrpo_ros.training import TaskSpec, TrainingSession, make_env, train_single_process
+from cgrpo_ros.session import TrainingSession, train_single_process
+from cgrpo_ros.tasks import TaskSpec, make_env
 
 ENV_ID = "cgrpo_ros/Arm7Reach-v0"
 ITERATIONS, STEPS = 40, 1000  # per policy per iteration: 10 episodes of 100 steps

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from sim_bridge.arm_sim import ArmSim, forward_kinematics
+from cgrpo_ros.robot.config import RobotConfig, load_robot_config
+from cgrpo_ros.robot.kinematics import forward_kinematics
+from cgrpo_ros.robot.reach_task import ReachTask
+from sim_bridge.arm_sim import ArmSim
 from sim_bridge.envs import ENV_ID, Arm7ReachEnv, register_envs
-from sim_bridge.reach_task import ReachTask
-from sim_bridge.robot_config import RobotConfig, load_robot_config
 
 # A pose well inside the limits whose fingertip lies inside the goal box (checked below).
 REACHABLE_OFFSET = np.array([0.3, 0.25, -0.2, 0.35, 0.3, -0.2, 0.5])
@@ -186,7 +187,7 @@ def test_fingertip_step_is_damped_least_squares_by_hand(
     task: ReachTask, robot: RobotConfig
 ) -> None:
     # dq = J^T (J J^T + lambda^2 I)^-1 (a * step) + (I - J^+ J) k (home - q), recomputed here.
-    from sim_bridge.reach_task import DLS_DAMPING_M, NULLSPACE_GAIN
+    from cgrpo_ros.robot.reach_task import DLS_DAMPING_M, NULLSPACE_GAIN
 
     q = robot.home_array + REACHABLE_OFFSET
     action = np.array([0.5, -1.0, 0.25])
@@ -310,7 +311,8 @@ def test_untrained_policies_hold_the_arm_at_home(
     """TaskSpec reads the env's rest action: an untrained policy keeps the arm at home."""
     from cgrpo_ros.core.config import CGRPOConfig
     from cgrpo_ros.core.policy_artifact import OnnxPolicy
-    from cgrpo_ros.training import TaskSpec, TrainingSession
+    from cgrpo_ros.session import TrainingSession
+    from cgrpo_ros.tasks import TaskSpec
 
     spec = TaskSpec.from_env(ENV_ID)
     assert spec.rest_action == [0.0, 0.0, 0.0]  # no fingertip step

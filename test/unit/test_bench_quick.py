@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cgrpo_ros.bench import (
+from cgrpo_ros.cli import main as cgrpo_main
+from cgrpo_ros.cli.bench import (
     CGRPO_METHODS,
     RunSpec,
     cgrpo_method_config,
@@ -19,7 +20,6 @@ from cgrpo_ros.bench import (
     zoo_hyperparameters,
     zoo_model_kwargs,
 )
-from cgrpo_ros.cli import main as cgrpo_main
 
 
 def test_steps_to_90pct_is_the_first_crossing() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cgrpo_ros.deploy import cli_deploy
+from cgrpo_ros.cli import deploy as cli_deploy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

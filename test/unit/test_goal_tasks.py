@@ -15,8 +15,14 @@ from cgrpo_ros.cli import main as cgrpo_main
 from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.core.onnx_export import OnnxPolicy
 from cgrpo_ros.core.rollout import RolloutCollector, evaluate, evaluate_with_success
-from cgrpo_ros.tasks import GOAL_OBS_LAYOUT, GOAL_OBS_LAYOUT_VERSION, FlattenGoalObservation
-from cgrpo_ros.training import TaskSpec, TrainingSession, make_env, train_single_process
+from cgrpo_ros.session import TrainingSession, train_single_process
+from cgrpo_ros.tasks import (
+    GOAL_OBS_LAYOUT,
+    GOAL_OBS_LAYOUT_VERSION,
+    FlattenGoalObservation,
+    TaskSpec,
+    make_env,
+)
 
 pytest.importorskip("gymnasium_robotics")
 FETCH = "FetchReach-v4"

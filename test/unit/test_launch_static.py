@@ -21,8 +21,8 @@ import pytest
 import yaml
 from package_layout import console_scripts, installed_share_files
 
+from cgrpo_ros.cli.train_sim import build_commands
 from cgrpo_ros.nodes import learner, policy_server, rollout_worker
-from cgrpo_ros.stack import build_commands
 from sim_bridge.node import SIM_BRIDGE_PARAMS
 
 REPO = Path(__file__).resolve().parents[2]

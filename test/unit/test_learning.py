@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cgrpo_ros.cli import main as cgrpo_main
-from cgrpo_ros.cli import return_improvement
+from cgrpo_ros.cli.args import return_improvement
 from cgrpo_ros.core.config import CGRPOConfig
-from cgrpo_ros.training import train_single_process
+from cgrpo_ros.session import train_single_process
 
 
 def test_cgrpo_full_learns_inverted_pendulum(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from cgrpo_ros.deploy.observation import (
     ObservationError,
     validate_policy_against_robot,
 )
-from sim_bridge.reach_task import ReachTask
-from sim_bridge.robot_config import load_robot_config
+from cgrpo_ros.robot.config import load_robot_config
+from cgrpo_ros.robot.reach_task import ReachTask
 
 ROBOT = load_robot_config()
 TASK = ReachTask(ROBOT)  # fingertip_delta actions, observation layout version 2

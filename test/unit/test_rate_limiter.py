@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cgrpo_ros.deploy.rate_limiter import (
+from cgrpo_ros.robot.rate_limiter import (
     JointRateLimiter,
     max_step_to_stop_within,
     steps_to_reach,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sim_bridge.robot_config import (
+from cgrpo_ros.robot.config import (
     RobotConfig,
     default_robot_config_path,
     load_robot_config,

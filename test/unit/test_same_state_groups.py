@@ -19,7 +19,8 @@ from cgrpo_ros.core.advantages import (
 from cgrpo_ros.core.config import CGRPOConfig, ConfigError
 from cgrpo_ros.core.policy_artifact import OnnxPolicy
 from cgrpo_ros.core.rollout import GroupRolloutCollector, GroupSettings
-from cgrpo_ros.training import make_collector, make_env, train_single_process
+from cgrpo_ros.session import make_collector, train_single_process
+from cgrpo_ros.tasks import make_env
 from sim_bridge.sim_state import MujocoSnapshotter, SnapshotError, restore, snapshot
 
 # Arm7Reach: the project's own env (goal, limiter); FetchReach: a gymnasium-robotics goal task.

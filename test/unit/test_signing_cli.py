@@ -60,8 +60,8 @@ def test_train_sim_key_parameters(tmp_path: Path) -> None:
     none with --unsigned; every key parameter it sets is declared by its node."""
     import argparse
 
+    from cgrpo_ros.cli.train_sim import build_commands, make_run_keys
     from cgrpo_ros.nodes import learner, rollout_worker
-    from cgrpo_ros.stack import build_commands, make_run_keys
 
     base = dict(env="HalfCheetah-v5", variant="full", policies=2, groups=2, iterations=2,
                 steps_per_iteration=64, seed=1, resume=False, checkpoint_every=5, config=None,
@@ -99,8 +99,8 @@ def test_train_sim_key_parameters(tmp_path: Path) -> None:
 
 
 def test_cgrpo_deploy_passes_trusted_keys_to_the_server(tmp_path: Path) -> None:
-    from cgrpo_ros.cli import build_parser
-    from cgrpo_ros.deploy.cli_deploy import build_commands
+    from cgrpo_ros.cli.command import build_parser
+    from cgrpo_ros.cli.deploy import build_commands
 
     model = tmp_path / "m.onnx"
     model.write_bytes(b"x")

@@ -25,7 +25,7 @@ from cgrpo_ros.deploy.observation import (
     ObservationError,
 )
 from cgrpo_ros.deploy.policy_runtime import load_policy_runtime
-from sim_bridge.robot_config import load_robot_config
+from cgrpo_ros.robot.config import load_robot_config
 
 ROBOT = load_robot_config()
 JOINTS = list(ROBOT.joint_names)

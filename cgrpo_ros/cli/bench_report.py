@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from cgrpo_ros.bench import ROW_KEYS, load_results
+from cgrpo_ros.cli.bench import ROW_KEYS, load_results
 
 PAPER_HALFCHEETAH = {"cgrpo-full": 60.0, "cgrpo-simple": 30.0}  # section 7.3, after 500 it.
 

@@ -8,9 +8,7 @@ process dies, stops the others and says which one died and with what exit code.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -18,24 +16,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cgrpo_ros.cli.supervisor import StopRequests, stop_processes
+
 STOP_TIMEOUT_S = 10.0
-STACK_DUMP_WAIT_S = 2.0  # for the stack dump of a process that did not stop, before SIGKILL
-# Same value as cgrpo_ros.nodes.params.STACK_DUMP_SIGNAL (not imported: that imports rclpy).
-STACK_DUMP_SIGNAL = signal.SIGUSR1
 POLL_S = 0.2
 
 
 def default_params_file() -> Path:
-    """config/deploy.yaml of the source tree, else of an ament install's share directory."""
-    source = Path(__file__).resolve().parents[2] / "config" / "deploy.yaml"
-    if source.is_file():
-        return source
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    """config/deploy.yaml of the source tree or an install (share.py); if none has it, the
+    source tree's path, which cmd_deploy then refuses with its name."""
+    from cgrpo_ros.share import PACKAGE_ROOT, ShareFileNotFoundError, find_share_file
 
-        return Path(get_package_share_directory("cgrpo_ros")) / "config" / "deploy.yaml"
-    except (ImportError, KeyError, OSError, ValueError):
-        return source  # refused in cmd_deploy with this path
+    try:
+        return find_share_file("config/deploy.yaml")
+    except ShareFileNotFoundError:
+        return PACKAGE_ROOT / "config" / "deploy.yaml"
 
 
 def add_deploy_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -102,68 +97,21 @@ def build_commands(args: argparse.Namespace) -> dict[str, list[str]]:
 
 
 def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    """SIGINT (what Ctrl-C sends) to every process still running, then SIGKILL if needed.
-
-    Before the SIGKILL, a process that did not stop within STOP_TIMEOUT_S gets SIGUSR1: the
-    nodes answer it with every thread's stack on stderr (params.enable_stack_dump_signal),
-    so the log says where the shutdown was stuck.
-    """
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for proc in procs.values():
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-    stuck = {name: proc for name, proc in procs.items() if proc.poll() is None}
-    for name, proc in stuck.items():
-        print(
-            f"cgrpo deploy: {name} (pid {proc.pid}) did not stop within {STOP_TIMEOUT_S:.0f} s "
-            "of SIGINT; its threads' stacks (SIGUSR1) follow, then it is killed",
-            file=sys.stderr,
-            flush=True,
-        )
-        proc.send_signal(STACK_DUMP_SIGNAL)
-    deadline = time.monotonic() + STACK_DUMP_WAIT_S
-    for name, proc in stuck.items():
-        try:  # a process past its Python finalization has no handler: SIGUSR1 ends it
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"cgrpo deploy: killing {name}", file=sys.stderr, flush=True)
-            proc.kill()
-            proc.wait()
-
-
-# Set by SIGINT/SIGTERM; the supervision loop checks it every POLL_S. A plain list entry, not
-# an exception: a KeyboardInterrupt raised inside Popen.poll() between its lock's acquire and
-# release would leave the lock held, and every later wait() on that process would then wait
-# for a lock nobody releases.
-_stop_requested: list[str] = []
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    if not _stop_requested:  # SIGTERM (systemd, docker stop) stops the nodes like Ctrl-C
-        _stop_requested.append(signal.Signals(signum).name)
-
-
-def _install_stop_handlers() -> None:
-    # SIGINT explicitly too: a process started with SIGINT ignored (a shell's background job,
-    # nohup) inherits SIG_IGN, so `kill -INT` would do nothing without a handler of our own.
-    _stop_requested.clear()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
+    """Stop every node (supervisor.stop_processes: SIGINT, stacks, SIGKILL)."""
+    stop_processes(procs, STOP_TIMEOUT_S, "cgrpo deploy")
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     commands = build_commands(args)
-    _install_stop_handlers()
+    stop_requested = StopRequests()
+    stop_requested.install()
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for name, argv in commands.items():
-        if _stop_requested:
+        if stop_requested:
             break
         procs[name] = subprocess.Popen(argv)
         print(f"cgrpo deploy: started {name} (pid {procs[name].pid})", file=sys.stderr)
-    while not _stop_requested:
+    while not stop_requested:
         for name, proc in procs.items():
             code = proc.poll()
             if code is not None:
@@ -183,7 +131,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry (`python -m cgrpo_ros.deploy.cli_deploy MODEL ...`)."""
+    """Standalone entry (`python -m cgrpo_ros.cli.deploy MODEL ...`)."""
     parser = argparse.ArgumentParser(prog="cgrpo")
     add_deploy_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["deploy", *(argv if argv is not None else sys.argv[1:])])

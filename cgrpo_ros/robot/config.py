@@ -20,12 +20,11 @@ import numpy.typing as npt
 import yaml
 
 if TYPE_CHECKING:
-    from cgrpo_ros.deploy.rate_limiter import JointRateLimiter
+    from cgrpo_ros.robot.rate_limiter import JointRateLimiter
 
 FloatArray = npt.NDArray[np.float64]
 
 _CONFIG_RELPATH = Path("config") / "robots" / "arm7.yaml"
-_PACKAGE_NAME = "cgrpo_ros"
 # ROS 2 graph names: letters, digits and underscores, not starting with a digit.
 _ROS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -45,7 +44,7 @@ class ReachConfig:
     success_bonus: float = 0.0
     """Reward added on each step that ends within the success threshold."""
     action: str = "fingertip_delta"
-    """What the policy commands: one of ACTION_MODES (sim_bridge/reach_task.py says how)."""
+    """What the policy commands: one of ACTION_MODES (cgrpo_ros/robot/reach_task.py says how)."""
     fingertip_step_m: float = 0.04
     """fingertip_delta: fingertip displacement [m] per control step at action magnitude 1."""
     progress_reward_per_m: float = 10.0
@@ -99,7 +98,7 @@ class RobotConfig:
         policy server) use the same limits, so a policy is trained on the dynamics it is
         deployed with, and a real arm never receives a jump while training either.
         """
-        from cgrpo_ros.deploy.rate_limiter import JointRateLimiter
+        from cgrpo_ros.robot.rate_limiter import JointRateLimiter
 
         return JointRateLimiter(
             velocity_limit=np.asarray(self.velocity_limit, dtype=np.float64),
@@ -264,34 +263,10 @@ def load_robot_config(path: str | Path | None = None) -> RobotConfig:
 
 
 def default_robot_config_path() -> Path:
-    """Path of the shipped `config/robots/arm7.yaml`.
+    """Path of the shipped `config/robots/arm7.yaml` (a checkout or an install: share.py)."""
+    from cgrpo_ros.share import find_share_file
 
-    Looks in the source tree first (a checkout or a symlink install), then in the
-    `share/cgrpo_ros/` directory of an ament install when `ament_index_python` is importable.
-    """
-    candidates = [Path(__file__).resolve().parent.parent / _CONFIG_RELPATH]
-    if candidates[0].is_file():
-        return candidates[0]
-    share = _ament_share_directory()
-    if share is not None:
-        candidates.append(share / _CONFIG_RELPATH)
-        if candidates[-1].is_file():
-            return candidates[-1]
-    tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(
-        f"robot config arm7.yaml not found (tried {tried}); pass an explicit path "
-        "(e.g. the node parameter robot_config:=/path/to/arm7.yaml)"
+    return find_share_file(
+        _CONFIG_RELPATH,
+        hint="pass an explicit path (e.g. the node parameter robot_config:=/path/to/arm7.yaml)",
     )
-
-
-def _ament_share_directory() -> Path | None:
-    """share/cgrpo_ros of an ament install, or None (pip install, no sourced workspace)."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-    except ImportError:
-        return None
-    try:
-        return Path(get_package_share_directory(_PACKAGE_NAME))
-    # PackageNotFoundError is a KeyError; an unset AMENT_PREFIX_PATH raises OSError.
-    except (KeyError, OSError, ValueError):
-        return None

@@ -10,78 +10,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-DEFAULT_ENV = "HalfCheetah-v5"
-# The README's main job: a few minutes on 2 cores. The paper's set-up is --iterations 500.
-DEFAULT_ITERATIONS = 25
-DEFAULT_STEPS = 2048
-
-
-def default_run_dir(env_id: str, variant: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{env_id.replace('/', '_')}-{variant}-{stamp}"
-
-
-def add_training_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", default=DEFAULT_ENV, help="gymnasium task id (Box actions)")
-    parser.add_argument("--variant", choices=["full", "simple"], default="full")
-    parser.add_argument("--policies", type=int, default=2, help="N policies trained together")
-    parser.add_argument("--groups", type=int, default=2, help="K k-means groups (K <= N)")
-    parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
-    parser.add_argument("--steps-per-iteration", type=int, default=DEFAULT_STEPS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--run-dir", type=Path, default=None)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    parser.add_argument(
-        "--config", type=Path, default=None, help="YAML/JSON file of CGRPOConfig overrides"
-    )
-    parser.add_argument("--checkpoint-every", type=int, default=10)
-    parser.add_argument(
-        "--signing-key",
-        type=Path,
-        default=None,
-        help="Ed25519 private key (cgrpo keygen) signing every policy artifact (docs/security.md)",
-    )
-
-
-def build_config(args: argparse.Namespace) -> Any:
-    from cgrpo_ros.core.config import CGRPOConfig
-
-    overrides: dict[str, Any] = {}
-    if args.config is not None:
-        overrides.update(load_config_file(args.config))
-    overrides.update(num_policies=args.policies, num_groups=args.groups, seed=args.seed)
-    return CGRPOConfig.for_variant(args.variant, **overrides)
-
-
-def load_config_file(path: Path) -> dict[str, Any]:
-    """A YAML or JSON mapping of CGRPOConfig fields (safe loaders only, never pickle)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"config file {path} cannot be read: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
-    return data
-
-
-def check_positive(name: str, value: int, limit: int = 10**9) -> None:
-    if not 1 <= value <= limit:
-        raise ValueError(f"{name}={value} is outside the allowed range [1, {limit}]")
+from cgrpo_ros.cli.args import (
+    add_training_args,
+    build_config,
+    check_positive,
+    load_signer,
+    print_summary,
+)
+from cgrpo_ros.run_logging import default_run_dir
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cgrpo_ros.training import train_single_process
+    from cgrpo_ros.session import train_single_process
 
     check_positive("--iterations", args.iterations)
     check_positive("--steps-per-iteration", args.steps_per_iteration, 10**7)
@@ -115,15 +61,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_signer(path: Path | None) -> Any:
-    """The SigningKey of --signing-key (KeyFileError is a ValueError: exit 2), or None."""
-    if path is None:
-        return None
-    from cgrpo_ros.core.signing import SigningKey
-
-    return SigningKey.load(path)
-
-
 def cmd_keygen(args: argparse.Namespace) -> int:
     """A new Ed25519 key pair: PATH (private, mode 0600) and PATH.pub (public)."""
     from cgrpo_ros.core.signing import SigningKey, generate_key_pair
@@ -153,56 +90,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    print(f"run directory: {run_dir}")
-    keys = ("task", "variant", "iterations", "env_steps", "wall_s", "env_steps_per_s")
-    print(json.dumps({k: summary.get(k) for k in keys}))
-    print("final mean return per policy:", summary["final_return_per_policy"])
-    print("best mean return per policy: ", summary["best_return_per_policy"])
-    if "final_success_rate_per_policy" in summary:
-        print("final success rate per policy:", summary["final_success_rate_per_policy"])
-    improvement = return_improvement(run_dir / "metrics.csv")
-    if improvement is not None:
-        first, last = improvement
-        print(
-            f"learning: mean episode return {first[1]:.1f} at {first[0]} steps -> "
-            f"{last[1]:.1f} at {last[0]} steps ({last[1] - first[1]:+.1f})"
-        )
-
-
-def return_improvement(
-    metrics_csv: Path,
-) -> tuple[tuple[int, float], tuple[int, float]] | None:
-    """(env steps, mean episode return over the policies) at the first and the last iteration
-    in which episodes ended, from metrics.csv; None when fewer than two such iterations."""
-    import csv
-    import math
-
-    by_iteration: dict[int, tuple[int, list[float]]] = {}
-    try:
-        with metrics_csv.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                value = float(row["mean_episode_return"] or "nan")
-                if not math.isnan(value):
-                    steps = int(row["env_steps"])
-                    by_iteration.setdefault(int(row["iteration"]), (steps, []))[1].append(value)
-    except (OSError, KeyError, ValueError):
-        return None
-    if len(by_iteration) < 2:
-        return None
-    (first_steps, first), (last_steps, last) = (
-        by_iteration[min(by_iteration)],
-        by_iteration[max(by_iteration)],
-    )
-    return (first_steps, sum(first) / len(first)), (last_steps, sum(last) / len(last))
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     """Checkpoint -> ONNX artifact (the file deploy.launch.py and policy_server load)."""
     from cgrpo_ros.core.checkpoint import load_checkpoint
     from cgrpo_ros.core.onnx_export import OnnxPolicy, export_policy_onnx
     from cgrpo_ros.core.signing import signature_path, write_artifact
-    from cgrpo_ros.training import TaskSpec
+    from cgrpo_ros.tasks import TaskSpec
 
     signer = load_signer(args.signing_key)
 
@@ -234,7 +127,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from cgrpo_ros.core.policy_artifact import OnnxPolicy
     from cgrpo_ros.core.rollout import evaluate_with_success
-    from cgrpo_ros.training import make_env
+    from cgrpo_ros.tasks import make_env
 
     check_positive("--episodes", args.episodes, 100_000)
     path = Path(args.model)
@@ -277,11 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_args(train)
     train.set_defaults(func=cmd_train)
 
-    from cgrpo_ros.stack import add_train_sim_parser
+    from cgrpo_ros.cli.train_sim import add_train_sim_parser
 
     add_train_sim_parser(sub)
-    from cgrpo_ros.bench import add_bench_parser
-    from cgrpo_ros.deploy.cli_deploy import add_deploy_parser
+    from cgrpo_ros.cli.bench import add_bench_parser
+    from cgrpo_ros.cli.deploy import add_deploy_parser
 
     add_deploy_parser(sub)
 

@@ -34,12 +34,14 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-PACKAGE = "cgrpo_ros"
+from cgrpo_ros.cli.args import add_training_args, check_positive, print_summary
+from cgrpo_ros.cli.supervisor import StopRequests, node_command, stop_processes, yaml_str
+from cgrpo_ros.run_logging import default_run_dir
+
 PARAMS_FILE = "train_sim.yaml"
 WORKER_GRACE_S = 10.0  # after the learner ends, workers leave on its `done` status
 LEARNER_STOP_TIMEOUT_S = 120.0  # an update and the final checkpoint can take a while
 TAIL_LINES = 30
-STACK_DUMP_WAIT_S = 2.0  # for the stack dump of a child that ignored Ctrl-C, before SIGKILL
 
 
 def assign_policies(num_workers: int, num_policies: int) -> list[list[int]]:
@@ -54,24 +56,12 @@ def assign_policies(num_workers: int, num_policies: int) -> list[list[int]]:
 
 def find_params_file(name: str = PARAMS_FILE) -> Path:
     """config/<name> in the source tree, an ament install, or a pip install's share/."""
-    candidates = [Path(__file__).resolve().parents[1] / "config" / name]
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    from cgrpo_ros.share import find_share_file
 
-        candidates.append(Path(get_package_share_directory(PACKAGE)) / "config" / name)
-    except (ImportError, KeyError, OSError, ValueError):
-        pass  # no ament index: a pip install
-    candidates.append(Path(sys.prefix) / "share" / PACKAGE / "config" / name)
-    for path in candidates:
-        if path.is_file():
-            return path
-    tried = ", ".join(str(c) for c in candidates)
-    raise ValueError(f"parameter file {name} not found (tried {tried}); pass --params-file")
+    return find_share_file(Path("config") / name, hint="pass --params-file")
 
 
 def add_train_sim_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from cgrpo_ros.cli import add_training_args
-
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "train-sim",
         help="train with the ROS 2 node stack (learner + rollout workers over DDS)",
@@ -90,11 +80,6 @@ def add_train_sim_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.set_defaults(func=cmd_train_sim)
     return parser
-
-
-def _yaml_str(value: str) -> str:
-    # `-p name:=value` parses value as YAML: quote strings so "123" or "on" stay strings.
-    return json.dumps(value)
 
 
 def make_run_keys(args: argparse.Namespace, directory: Path) -> dict[str, str]:
@@ -132,13 +117,9 @@ def build_commands(
     params_file: Path,
     keys: dict[str, str] | None = None,
 ) -> list[tuple[str, list[str]]]:
-    """(node name, argv) of the learner and every worker.
-
-    Flags become `-p <node>:<name>:=<value>`: a plain `-p` is a `/**` rule, which the
-    parameter file's own `learner:` section would override (rcl prefers the node's name).
-    """
+    """(node name, argv) of the learner and every worker (supervisor.node_command)."""
     common = {
-        "env_id": _yaml_str(args.env),
+        "env_id": yaml_str(args.env),
         "num_policies": args.policies,
         "steps_per_iteration": args.steps_per_iteration,
         "seed": args.seed,
@@ -148,32 +129,27 @@ def build_commands(
         "variant": args.variant,
         "num_groups": args.groups,
         "iterations": args.iterations,
-        "run_dir": _yaml_str(str(run_dir.resolve())),
+        "run_dir": yaml_str(str(run_dir.resolve())),
         "resume": "true" if args.resume else "false",
         "checkpoint_every": args.checkpoint_every,
     }
     if args.config is not None:
-        learner["config_file"] = _yaml_str(str(Path(args.config).resolve()))
+        learner["config_file"] = yaml_str(str(Path(args.config).resolve()))
     worker_keys: dict[str, Any] = {}
     if keys:
-        learner["signing_key"] = _yaml_str(keys["learner_key"])
-        learner["trusted_worker_keys"] = f"[{_yaml_str(keys['worker_pub'])}]"
+        learner["signing_key"] = yaml_str(keys["learner_key"])
+        learner["trusted_worker_keys"] = f"[{yaml_str(keys['worker_pub'])}]"
         worker_keys = {
-            "trusted_keys": f"[{_yaml_str(keys['learner_pub'])}]",
-            "signing_key": _yaml_str(keys["worker_key"]),
+            "trusted_keys": f"[{yaml_str(keys['learner_pub'])}]",
+            "signing_key": yaml_str(keys["worker_key"]),
         }
     nodes = [("learner", "cgrpo_ros.nodes.learner", learner)]
     for w, ids in enumerate(assign_policies(args.workers, args.policies)):
         worker = {**common, **worker_keys, "policy_ids": f"[{','.join(str(i) for i in ids)}]"}
         nodes.append((f"rollout_worker_{w}", "cgrpo_ros.nodes.rollout_worker", worker))
-    commands = []
-    for name, module, params in nodes:
-        argv = [sys.executable, "-m", module, "--ros-args", "--params-file", str(params_file)]
-        argv += ["-r", f"__node:={name}"]
-        for key, value in params.items():
-            argv += ["-p", f"{name}:{key}:={value}"]
-        commands.append((name, argv))
-    return commands
+    return [
+        (name, node_command(module, name, params_file, params)) for name, module, params in nodes
+    ]
 
 
 def stack_environment(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -183,7 +159,9 @@ def stack_environment(base: dict[str, str] | None = None) -> dict[str, str]:
         env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     # Not the default domain 0: two runs (or a robot on the LAN) must not mix trajectories.
     env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
-    root = str(Path(__file__).resolve().parents[1])
+    from cgrpo_ros.share import PACKAGE_ROOT
+
+    root = str(PACKAGE_ROOT)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
@@ -224,31 +202,14 @@ class _Child:
             self.proc.send_signal(signum)
 
     def stop(self, timeout: float) -> int:
-        self.signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            # The nodes answer SIGUSR1 with every thread's stack (params.enable_stack_dump_signal):
-            # the output then says where the shutdown was stuck.
-            print(
-                f"cgrpo train-sim: {self.name} ignored Ctrl-C for {timeout:.0f} s; its threads' "
-                "stacks (SIGUSR1) follow, then it is killed",
-                flush=True,
-            )
-            self.echo_all.set()
-            self.signal(signal.SIGUSR1)
-            try:  # a process past its Python finalization has no handler: SIGUSR1 ends it
-                self.proc.wait(timeout=STACK_DUMP_WAIT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc.poll() is None:
+            self.echo_all.set()  # a stack dump, if it comes to that, reaches the terminal
+        stop_processes({self.name: self.proc}, timeout, "cgrpo train-sim")
         self.thread.join(timeout=2.0)
         return int(self.proc.returncode)
 
 
 def cmd_train_sim(args: argparse.Namespace) -> int:
-    from cgrpo_ros.cli import check_positive, default_run_dir
-
     check_positive("--iterations", args.iterations)
     check_positive("--steps-per-iteration", args.steps_per_iteration, 10**7)
     check_positive("--checkpoint-every", args.checkpoint_every)
@@ -289,38 +250,29 @@ def _run_stack(
     env: dict[str, str],
     keys: dict[str, str],
 ) -> int:
-    from cgrpo_ros.cli import print_summary
-
-    interrupted: list[str] = []
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        interrupted.append(signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    interrupted = StopRequests()
+    interrupted.install()
     children: list[_Child] = []
     try:
         for name, argv in build_commands(args, run_dir, params_file, keys):
             children.append(_Child(name, argv, env, echo=name == "learner"))
-        return _supervise(children, interrupted, run_dir, print_summary)
+        return _supervise(children, interrupted, run_dir)
     finally:
         for child in children:
             if child.proc.poll() is None:
                 child.stop(timeout=WORKER_GRACE_S)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        interrupted.restore()
 
 
-def _supervise(
-    children: list[_Child], interrupted: list[str], run_dir: Path, print_summary: Any
-) -> int:
+def _supervise(children: list[_Child], interrupted: StopRequests, run_dir: Path) -> int:
     learner, workers = children[0], children[1:]
     forwarded = False
     while learner.proc.poll() is None:
         if interrupted and not forwarded:
             forwarded = True
             print(
-                f"cgrpo train-sim: {interrupted[0]}: stopping all nodes; the learner writes its "
-                "final checkpoint and summary",
+                f"cgrpo train-sim: {interrupted.signals[0]}: stopping all nodes; the learner "
+                "writes its final checkpoint and summary",
                 flush=True,
             )
             for child in children:

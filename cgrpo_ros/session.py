@@ -1,7 +1,8 @@
 """A training run: the CGRPO update plus what surrounds it (exports, checkpoints, logs).
 
 `TrainingSession` is shared by the single-process trainer (`cgrpo train`, below) and the ROS
-learner node, so both write the same run directory and the same summary.json.
+learner node, so both write the same run directory and the same summary.json. What a task is
+(the env factory and `TaskSpec`) lives in `cgrpo_ros/tasks.py`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -27,131 +26,11 @@ from cgrpo_ros.core.onnx_export import OnnxPolicy, PolicyMetadata, export_policy
 from cgrpo_ros.core.rollout import GroupRolloutCollector, GroupSettings, RolloutCollector
 from cgrpo_ros.core.signing import SigningKey, write_artifact
 from cgrpo_ros.run_logging import RunLogger, prepare_run_dir, versions, write_summary
-from cgrpo_ros.tasks import is_goal_task, make_goal_env
+from cgrpo_ros.tasks import TaskSpec, make_env
 
 _log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "latest.ckpt"
 PREVIOUS_CHECKPOINT_NAME = "previous.ckpt"
-
-
-def make_env(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
-    """gymnasium.make, with the project's own tasks (cgrpo_ros/...) registered first."""
-    if env_id.startswith("cgrpo_ros/"):
-        from sim_bridge.envs import register_envs
-
-        register_envs()
-    elif is_goal_task(env_id):
-        # Dict goal observations, flattened in a versioned layout (cgrpo_ros/tasks.py).
-        return make_goal_env(env_id, **kwargs)
-    return gym.make(env_id, **kwargs)
-
-
-def _wrapper_attr(env: gym.Env[Any, Any], name: str) -> Any:
-    """`name` from the outermost wrapper that has it, down to the unwrapped env, or None.
-
-    Looks through wrappers (not only `env.unwrapped`) because FlattenGoalObservation, a
-    wrapper, is what knows the names of a flattened goal observation.
-    """
-    try:
-        return env.get_wrapper_attr(name)
-    except AttributeError:
-        return None
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What a policy artifact must know about its task (sizes, names and bounds)."""
-
-    env_id: str
-    obs_names: list[str]
-    action_names: list[str]
-    action_low: list[float]
-    action_high: list[float]
-    obs_layout_version: int = 1
-    """Written as `cgrpo.obs_layout_version`; 1 unless the env says otherwise."""
-    obs_layout: str = ""
-    """Layout family (e.g. `goal_dict_flat`), written as `cgrpo.obs_layout` when set."""
-    rest_action: list[float] | None = None
-    """The env's `rest_action()` (an arm's home pose), where untrained policies start."""
-    action_mode: str = "joint_position"
-    """Written as `cgrpo.action_mode`: how a deployed action becomes joint targets."""
-    action_settings: dict[str, str] = field(default_factory=dict)
-    """The env's `action_settings` (e.g. `fingertip_step_m`), written as `cgrpo.<key>`."""
-
-    @property
-    def obs_dim(self) -> int:
-        return len(self.obs_names)
-
-    def metadata_extra(self) -> dict[str, str]:
-        """The task's entries of the policy metadata beyond PolicyMetadata's own fields."""
-        layout = {"obs_layout": self.obs_layout} if self.obs_layout else {}
-        return {**layout, **self.action_settings}
-
-    @property
-    def act_dim(self) -> int:
-        return len(self.action_names)
-
-    def policy_metadata(
-        self,
-        policy_id: int,
-        policy_version: int,
-        *,
-        config_hash: str = "",
-        extra: dict[str, str] | None = None,
-    ) -> PolicyMetadata:
-        """The metadata of a policy artifact for this task: the one place that turns a task's
-        sizes, names, bounds, layout and action mode into what workers and the policy server
-        check (training, `cgrpo export` and the tests' model builders all use it)."""
-        return PolicyMetadata(
-            policy_id=policy_id,
-            policy_version=policy_version,
-            obs_dim=self.obs_dim,
-            act_dim=self.act_dim,
-            obs_names=self.obs_names,
-            action_names=self.action_names,
-            action_low=self.action_low,
-            action_high=self.action_high,
-            task=self.env_id,
-            config_hash=config_hash,
-            obs_layout_version=self.obs_layout_version,
-            action_mode=self.action_mode,
-            extra={**self.metadata_extra(), **(extra or {})},
-        )
-
-    @staticmethod
-    def from_env(env_id: str, **env_kwargs: Any) -> TaskSpec:
-        """The spec of `make_env(env_id, **env_kwargs)`, e.g. `robot=` for the arm's tasks."""
-        env = make_env(env_id, **env_kwargs)
-        try:
-            obs_space, act_space = env.observation_space, env.action_space
-            if not isinstance(act_space, gym.spaces.Box) or not isinstance(
-                obs_space, gym.spaces.Box
-            ):
-                raise ValueError(
-                    f"task {env_id!r} has observation space {obs_space} and action space "
-                    f"{act_space}; CGRPO needs flat Box spaces (continuous control)"
-                )
-            obs_names = _wrapper_attr(env, "observation_names")
-            action_names = _wrapper_attr(env, "action_names")
-            layout_version = _wrapper_attr(env, "obs_layout_version")
-            rest_action = _wrapper_attr(env, "rest_action")
-            obs_dim, act_dim = int(np.prod(obs_space.shape)), int(np.prod(act_space.shape))
-            return TaskSpec(
-                env_id=env_id,
-                obs_names=list(obs_names()) if obs_names else [f"obs/{i}" for i in range(obs_dim)],
-                action_names=(
-                    list(action_names()) if action_names else [f"act/{i}" for i in range(act_dim)]
-                ),
-                action_low=[float(x) for x in act_space.low],
-                action_high=[float(x) for x in act_space.high],
-                obs_layout_version=int(layout_version) if layout_version is not None else 1,
-                obs_layout=str(_wrapper_attr(env, "obs_layout") or ""),
-                rest_action=[float(x) for x in rest_action()] if rest_action else None,
-                action_mode=str(_wrapper_attr(env, "action_mode") or "joint_position"),
-                action_settings=dict(_wrapper_attr(env, "action_settings") or {}),
-            )
-        finally:
-            env.close()
 
 
 class TrainingSession:

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from sim_bridge.arm_sim import ForwardKinematics
-from sim_bridge.robot_config import RobotConfig
+from cgrpo_ros.robot.config import RobotConfig
+from cgrpo_ros.robot.kinematics import ForwardKinematics
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]

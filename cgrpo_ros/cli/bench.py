@@ -106,7 +106,7 @@ class RunResult:
 
 
 def make_perturbed_env(task: str, mass_scale: float, friction_scale: float) -> Any:
-    from cgrpo_ros.training import make_env
+    from cgrpo_ros.tasks import make_env
 
     env = make_env(task)
     # gymnasium's MuJoCo tasks keep the model on the env; the arm7 reach task on its ArmSim.
@@ -140,7 +140,7 @@ def steps_to_fraction(curve: list[tuple[int, float]], reference: float | None) -
 def run_cgrpo(spec: RunSpec, out: Path) -> tuple[Any, list[Any], list[list[Any]], int]:
     from cgrpo_ros.core.config import CGRPOConfig
     from cgrpo_ros.core.policy_artifact import OnnxPolicy
-    from cgrpo_ros.training import train_single_process
+    from cgrpo_ros.session import train_single_process
 
     variant, overrides = cgrpo_method_config(spec.method)
     per_iteration = CGRPO_POLICIES * spec.cgrpo_steps_per_iteration
@@ -186,7 +186,7 @@ def run_sb3(spec: RunSpec) -> tuple[Any, list[Any], int]:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.monitor import Monitor
 
-    from cgrpo_ros.training import make_env
+    from cgrpo_ros.tasks import make_env
 
     env = Monitor(make_env(spec.task))
     algo_class = PPO if spec.method == "ppo" else SAC
@@ -211,20 +211,9 @@ def run_sb3(spec: RunSpec) -> tuple[Any, list[Any], int]:
 
 def find_config_file(relative: Path) -> Path:
     """config/<relative> in the source tree, an ament install or a pip install."""
-    import sys
+    from cgrpo_ros.share import find_share_file
 
-    candidates = [Path(__file__).resolve().parents[1] / "config" / relative]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("cgrpo_ros")) / "config" / relative)
-    except (ImportError, KeyError, OSError, ValueError):
-        pass  # no ament index: a pip install
-    candidates.append(Path(sys.prefix) / "share" / "cgrpo_ros" / "config" / relative)
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ValueError(f"{relative} not found (tried {', '.join(map(str, candidates))})")
+    return find_share_file(Path("config") / relative)
 
 
 def find_zoo_file() -> Path:
@@ -234,7 +223,7 @@ def find_zoo_file() -> Path:
 
 def cgrpo_method_config(method: str) -> tuple[str, dict[str, Any]]:
     """(variant, CGRPOConfig overrides) of a `cgrpo-*` method (CGRPO_METHODS)."""
-    from cgrpo_ros.cli import load_config_file
+    from cgrpo_ros.core.config import load_config_file
 
     if method not in CGRPO_METHODS:
         raise ValueError(f"method {method!r} is not a CGRPO method ({', '.join(CGRPO_METHODS)})")
@@ -300,7 +289,7 @@ def train_sb3_zoo(spec: RunSpec) -> tuple[Any, Any, list[tuple[int, float]]]:
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    from cgrpo_ros.training import make_env
+    from cgrpo_ros.tasks import make_env
 
     hyperparameters = zoo_hyperparameters(spec.method, spec.task, spec.quick)
     n_envs = int(hyperparameters.get("n_envs", 1))
@@ -426,7 +415,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not 1 <= args.jobs <= 64:
         raise ValueError(f"--jobs={args.jobs} is outside the allowed range [1, 64]")
     if args.report is not None:
-        from cgrpo_ros.bench_report import markdown_table, write_report
+        from cgrpo_ros.cli.bench_report import markdown_table, write_report
 
         print(markdown_table(write_report(args.out, args.report)))
         return 0
