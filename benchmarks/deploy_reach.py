@@ -87,7 +87,7 @@ def evaluate_deployed(
     ):
         probe.wait_started(deployed)
         try:
-            parameters = probe.server_parameters([entry[0] for entry in DECLARED_PARAMETERS])
+            parameters = probe.server_parameters(list(DECLARED_PARAMETERS))
             for i, goal in enumerate(goals):
                 episodes.append(probe.run_episode(task, goal))
                 e = episodes[-1]

@@ -20,7 +20,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cgrpo_ros.cli.bench import RunSpec, load_results, run_one
+from cgrpo_ros.cli.bench import RunSpec, run_one
+from cgrpo_ros.cli.bench_report import load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("FetchReach-v4", "cgrpo_ros/Arm7Reach-v0")

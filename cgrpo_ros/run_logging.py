@@ -11,6 +11,7 @@ import json
 import math
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -201,3 +202,46 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"cannot write {type(value).__name__} to summary.json")
+
+
+def read_return_curves(metrics_csv: Path) -> dict[int, list[tuple[int, float]]]:
+    """Policy id -> (env steps, mean episode return) of every iteration in which its episodes
+    ended, from a run's metrics.csv (what the benchmarks and the CLI's summary read)."""
+    curves: dict[int, list[tuple[int, float]]] = {}
+    with Path(metrics_csv).open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            value = float(row["mean_episode_return"] or "nan")
+            if not math.isnan(value):
+                curves.setdefault(int(row["policy_id"]), []).append((int(row["env_steps"]), value))
+    return curves
+
+
+def return_improvement(
+    metrics_csv: Path,
+) -> tuple[tuple[int, float], tuple[int, float]] | None:
+    """(env steps, mean episode return over the policies) at the first and the last iteration
+    in which episodes ended, from metrics.csv; None when fewer than two such iterations.
+
+    Every row of one iteration carries the same env_steps (the run's total after it)."""
+    try:
+        curves = read_return_curves(metrics_csv)
+    except (OSError, KeyError, ValueError):
+        return None
+    by_iteration: dict[int, list[float]] = {}
+    for curve in curves.values():
+        for steps, value in curve:
+            by_iteration.setdefault(steps, []).append(value)
+    if len(by_iteration) < 2:
+        return None
+    first, last = min(by_iteration), max(by_iteration)
+    return (
+        (first, sum(by_iteration[first]) / len(by_iteration[first])),
+        (last, sum(by_iteration[last]) / len(by_iteration[last])),
+    )
+
+
+def deployed_policy_id(final_returns: Sequence[float | None]) -> int:
+    """The policy a run deploys: the best final training return (None or nan: never chosen
+    over a measured one). Chosen from data already paid for, never by extra episodes."""
+    scores = [x if x is not None and math.isfinite(x) else -math.inf for x in final_returns]
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))

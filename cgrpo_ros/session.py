@@ -25,7 +25,13 @@ from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.core.onnx_export import OnnxPolicy, PolicyMetadata, export_policy_onnx
 from cgrpo_ros.core.rollout import GroupRolloutCollector, GroupSettings, RolloutCollector
 from cgrpo_ros.core.signing import SigningKey, write_artifact
-from cgrpo_ros.run_logging import RunLogger, prepare_run_dir, versions, write_summary
+from cgrpo_ros.run_logging import (
+    RunLogger,
+    deployed_policy_id,
+    prepare_run_dir,
+    versions,
+    write_summary,
+)
 from cgrpo_ros.tasks import TaskSpec, make_env
 
 _log = logging.getLogger(__name__)
@@ -214,8 +220,7 @@ class TrainingSession:
         if not self.reports_success:
             return {}
         finals = [_finite_or_none(x) for x in self.final_success_rates]
-        returns = [x if math.isfinite(x) else -math.inf for x in self.final_returns]
-        chosen = int(np.argmax(returns))  # the policy a benchmark deploys: best final return
+        chosen = deployed_policy_id(self.final_returns)  # the policy a benchmark deploys
         return {
             "final_success_rate_per_policy": finals,
             "best_success_rate": _finite_or_none(self.best_success_rate),

@@ -33,8 +33,7 @@ from cgrpo_ros.nodes.params import (
     ParameterError,
     ParamSpec,
     declare_parameters,
-    handle_command_line,
-    serve_node,
+    node_main,
 )
 from cgrpo_ros.robot.config import (
     RobotConfig,
@@ -51,7 +50,6 @@ STATUS_PERIOD_S = 0.5
 MAX_CATCH_UP_S = 0.1
 # A client sending garbage at 50 Hz must not flood the log.
 WARN_THROTTLE_S = 2.0
-EXIT_BAD_PARAMETER = 2
 
 
 class Mode(StrEnum):
@@ -210,8 +208,7 @@ class SimBridgeNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    handle_command_line(NODE_NAME, __doc__, SIM_BRIDGE_PARAMS, args)
-    serve_node(NODE_NAME, SimBridgeNode, ParameterError, EXIT_BAD_PARAMETER, args)
+    node_main(NODE_NAME, __doc__, SIM_BRIDGE_PARAMS, args, make_node=lambda _stop: SimBridgeNode())
 
 
 if __name__ == "__main__":

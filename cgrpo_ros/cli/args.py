@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cgrpo_ros.run_logging import return_improvement
+
 DEFAULT_ENV = "HalfCheetah-v5"
 # The README's main job: a few minutes on 2 cores. The paper's set-up is --iterations 500.
 DEFAULT_ITERATIONS = 25
@@ -78,30 +80,3 @@ def print_summary(run_dir: Path, summary: dict[str, Any]) -> None:
             f"learning: mean episode return {first[1]:.1f} at {first[0]} steps -> "
             f"{last[1]:.1f} at {last[0]} steps ({last[1] - first[1]:+.1f})"
         )
-
-
-def return_improvement(
-    metrics_csv: Path,
-) -> tuple[tuple[int, float], tuple[int, float]] | None:
-    """(env steps, mean episode return over the policies) at the first and the last iteration
-    in which episodes ended, from metrics.csv; None when fewer than two such iterations."""
-    import csv
-    import math
-
-    by_iteration: dict[int, tuple[int, list[float]]] = {}
-    try:
-        with metrics_csv.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                value = float(row["mean_episode_return"] or "nan")
-                if not math.isnan(value):
-                    steps = int(row["env_steps"])
-                    by_iteration.setdefault(int(row["iteration"]), (steps, []))[1].append(value)
-    except (OSError, KeyError, ValueError):
-        return None
-    if len(by_iteration) < 2:
-        return None
-    (first_steps, first), (last_steps, last) = (
-        by_iteration[min(by_iteration)],
-        by_iteration[max(by_iteration)],
-    )
-    return (first_steps, sum(first) / len(first)), (last_steps, sum(last) / len(last))

@@ -14,7 +14,6 @@ evaluation, as the zoo does.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cgrpo_ros.cli.bench_report import ROW_KEYS, load_results, markdown_table, write_report
 
 # CGRPO methods: the variant and its overrides, inline or as a file under config/ (one
 # configuration for every task; `cgrpo train --config <file>` runs the same). The
@@ -140,6 +141,7 @@ def steps_to_fraction(curve: list[tuple[int, float]], reference: float | None) -
 def run_cgrpo(spec: RunSpec, out: Path) -> tuple[Any, list[Any], list[list[Any]], int]:
     from cgrpo_ros.core.config import CGRPOConfig
     from cgrpo_ros.core.policy_artifact import OnnxPolicy
+    from cgrpo_ros.run_logging import deployed_policy_id, read_return_curves
     from cgrpo_ros.session import train_single_process
 
     variant, overrides = cgrpo_method_config(spec.method)
@@ -162,16 +164,9 @@ def run_cgrpo(spec: RunSpec, out: Path) -> tuple[Any, list[Any], list[list[Any]]
         steps_per_iteration=spec.cgrpo_steps_per_iteration, run_dir=run_dir,
         checkpoint_every=max(1, iterations),
     )  # fmt: skip
-    per_policy: list[list[tuple[int, float]]] = [[] for _ in range(CGRPO_POLICIES)]
-    with (run_dir / "metrics.csv").open() as handle:
-        for row in csv.DictReader(handle):
-            value = float(row["mean_episode_return"] or "nan")
-            if not math.isnan(value):
-                per_policy[int(row["policy_id"])].append((int(row["env_steps"]), value))
-    # The deployed policy is the one with the best final training return: chosen from data
-    # already paid for, never by extra evaluation episodes.
-    finals = [x if x is not None else -math.inf for x in summary["final_return_per_policy"]]
-    chosen = int(np.argmax(finals))
+    curves = read_return_curves(run_dir / "metrics.csv")
+    per_policy = [curves.get(i, []) for i in range(CGRPO_POLICIES)]
+    chosen = deployed_policy_id(summary["final_return_per_policy"])
     policy = OnnxPolicy((run_dir / f"policy_{chosen}.onnx").read_bytes())
     by_step: dict[int, float] = {}
     for curve in per_policy:
@@ -382,10 +377,6 @@ def run_one(spec: RunSpec, out: Path) -> Path:
     return path
 
 
-def load_results(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(out.glob("*/*/seed*.json"))]
-
-
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "bench", help="CGRPO vs stable-baselines3 on equal budgets (resumable sweep)"
@@ -415,8 +406,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not 1 <= args.jobs <= 64:
         raise ValueError(f"--jobs={args.jobs} is outside the allowed range [1, 64]")
     if args.report is not None:
-        from cgrpo_ros.cli.bench_report import markdown_table, write_report
-
         print(markdown_table(write_report(args.out, args.report)))
         return 0
     steps = CGRPO_STEPS
@@ -439,8 +428,3 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rows = load_results(args.out)
     print(json.dumps([{k: r.get(k) for k in ROW_KEYS} for r in rows], indent=1))
     return 0
-
-
-ROW_KEYS = ("method", "task", "seed", "budget_steps", "env_steps", "final_return",
-            "steps_to_90pct", "wall_s", "env_steps_per_s", "perturbed_ratio",
-            "success_rate")  # fmt: skip

@@ -9,9 +9,17 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from cgrpo_ros.cli.bench import ROW_KEYS, load_results
-
 PAPER_HALFCHEETAH = {"cgrpo-full": 60.0, "cgrpo-simple": 30.0}  # section 7.3, after 500 it.
+
+
+ROW_KEYS = ("method", "task", "seed", "budget_steps", "env_steps", "final_return",
+            "steps_to_90pct", "wall_s", "env_steps_per_s", "perturbed_ratio",
+            "success_rate")  # fmt: skip
+
+
+def load_results(out: Path) -> list[dict[str, Any]]:
+    """Every finished run's result file under `out` (<task>/<method>/seed<k>-<budget>.json)."""
+    return [json.loads(p.read_text()) for p in sorted(out.glob("*/*/seed*.json"))]
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:

@@ -34,21 +34,20 @@ from cgrpo_ros.bounded import DuplicateGuard, RecentTable, bounded_text
 from cgrpo_ros.core.cgrpo import IterationMetrics
 from cgrpo_ros.core.signing import SignatureError
 from cgrpo_ros.nodes.params import (
-    BackgroundSpinner,
     ParameterError,
     ParamSpec,
     StopFlag,
     config_from_parameters,
     config_parameter_names,
     declare_parameters,
-    handle_command_line,
     latched_qos,
     load_signing_key,
     load_trusted_keys,
-    run_node,
+    node_main,
 )
-from cgrpo_ros.nodes.rollout_worker import (
+from cgrpo_ros.nodes.topics import (
     LEARNER_STATUS_TOPIC,
+    METRICS_TOPIC,
     POLICIES_TOPIC,
     TRAJECTORIES_TOPIC,
     WORKER_STATUS_TOPIC,
@@ -65,7 +64,6 @@ from cgrpo_ros.wire import (
 )
 
 NODE_NAME = "learner"
-METRICS_TOPIC = "/cgrpo/metrics"
 STATUS_PERIOD_S = 1.0
 REJECT_LOG_PERIOD_S = 5.0  # one line per rejection reason at most this often
 DONE_LINGER_S = 3.0  # keep the latched `done` alive while workers read it
@@ -479,17 +477,14 @@ def _join(values: list[float], digits: int) -> str:
     return " ".join("nan" if math.isnan(v) else f"{v:.{digits}f}" for v in values)
 
 
-def _body(stop: StopFlag) -> int:
+def _make_node(stop: StopFlag) -> LearnerNode:
     torch.set_num_threads(1)  # as `cgrpo train`: the workers need the other cores
-    node = LearnerNode(stop)
-    spinner = BackgroundSpinner(node)
-    try:
-        node.train()
-        node.announce_done()
-    finally:
-        spinner.stop()
-        node.destroy_node()
-    return 0
+    return LearnerNode(stop)
+
+
+def _train(node: LearnerNode) -> None:
+    node.train()
+    node.announce_done()
 
 
 def main(args: list[str] | None = None) -> None:
@@ -497,8 +492,10 @@ def main(args: list[str] | None = None) -> None:
         "  cgrpo.<field>  (unset)\n      Any other CGRPOConfig field, e.g. cgrpo.learning_rate, "
         "cgrpo.hidden_sizes (cgrpo_ros/core/config.py; docs/training_stack.md)."
     )
-    handle_command_line(NODE_NAME, __doc__, LEARNER_PARAMS, args, notes)
-    run_node(NODE_NAME, _body, args)
+    node_main(
+        NODE_NAME, __doc__, LEARNER_PARAMS, args,
+        make_node=_make_node, work=_train, help_notes=notes,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ Every node keeps a tuple of `ParamSpec`s; `declare_parameters` turns each into o
 `declare_parameter` call with a `ParameterDescriptor` (description, integer or float range,
 read-only where a live change would corrupt a run) and converts rclpy's exceptions into a
 `ParameterError` whose message names the parameter, the value and what is allowed.
-`run_node` is the shared `main()` body: bad parameters end the process with exit code 2 and
-one log line, never a traceback. `handle_command_line` runs first in every node's `main()`:
+`node_main` is every node's `main()`: bad parameters end the process with exit code 2 and
+one log line, never a traceback. Its `handle_command_line` runs first:
 `-h`/`--help` lists the parameters and exits 0 before anything starts (issue 16: `ros2 run
 cgrpo_ros learner --help` used to start a whole training).
 """
@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import rclpy
 import rclpy.parameter
@@ -42,7 +42,12 @@ _CONFIG_FIELDS_FROM_FLAGS = ("variant", "num_policies", "num_groups", "seed")
 
 
 class ParameterError(ValueError):
-    """A parameter value a node refuses; the message names parameter, value and range."""
+    """Why a node refuses to start: a parameter value, or a file or model a parameter names.
+    The message names the parameter, the value and what is allowed; node_main logs it as
+    "refusing to start: ..." and exits with EXIT_BAD_PARAMETER."""
+
+
+NodeT = TypeVar("NodeT", bound=Node)
 
 
 @dataclass(frozen=True)
@@ -290,8 +295,36 @@ def enable_stack_dump_signal() -> None:
         faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)  # no stderr fd: no dump
 
 
-def run_node(name: str, body: Callable[[StopFlag], int], args: list[str] | None = None) -> None:
-    """The shared `main()`: rclpy init, signal handling, exit codes (0 ok, 2 bad parameter)."""
+def node_main(
+    name: str,
+    description: str | None,
+    specs: Sequence[ParamSpec],
+    args: list[str] | None,
+    *,
+    make_node: Callable[[StopFlag], NodeT],
+    work: Callable[[NodeT], None] | None = None,
+    make_executor: Callable[[Node], Any] | None = None,
+    help_notes: str = "",
+) -> None:
+    """The `main()` of every node: help, rclpy, signals, exit codes.
+
+    `-h`/`--help` lists `specs` and exits 0 (handle_command_line). A start the node refuses
+    (ParameterError: a bad parameter, or a file or model it names) is one log line
+    "refusing to start: ..." and exit code 2, no traceback; Ctrl-C and SIGTERM end it with
+    exit code 0.
+
+    With `work` (learner, rollout_worker), the node is spun in a background thread and
+    `work(node)` runs in the main thread (collection, updates: never inside a callback).
+    Without it (policy_server, sim_bridge), the node only serves callbacks on the executor
+    `make_executor(node)` picks (default: a SingleThreadedExecutor; rclpy's
+    MultiThreadedExecutor busy-waits a whole core, docs/benchmarks.md).
+
+    The signals only stop the loop (StopFlag), so the node is destroyed while its context is
+    still up, and the context is shut down after. With rclpy's own handlers the context went
+    down first, and destroying the node's publishers then crashed the process with SIGSEGV
+    about one shutdown in six (rmw_fastrtps, policy_server).
+    """
+    handle_command_line(name, description, specs, args, help_notes)
     stop = StopFlag()
     stop.install_signal_handlers()
     enable_stack_dump_signal()
@@ -299,14 +332,38 @@ def run_node(name: str, body: Callable[[StopFlag], int], args: list[str] | None 
     try:
         with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
             try:
-                exit_code = body(stop)
+                if work is None:
+                    _serve(make_node(stop), stop, make_executor)
+                else:
+                    _work(make_node(stop), work)
             except ParameterError as err:
-                rclpy.logging.get_logger(name).error(str(err))
+                rclpy.logging.get_logger(name).error(f"refusing to start: {err}")
                 exit_code = EXIT_BAD_PARAMETER
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     if exit_code:
         sys.exit(exit_code)
+
+
+def _serve(node: Node, stop: StopFlag, make_executor: Callable[[Node], Any] | None) -> None:
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor() if make_executor is None else make_executor(node)
+    executor.add_node(node)
+    try:
+        spin_until_shutdown(executor, node, stopping=lambda: bool(stop))
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+
+
+def _work(node: NodeT, work: Callable[[NodeT], None]) -> None:
+    spinner = BackgroundSpinner(node)
+    try:
+        work(node)
+    finally:
+        spinner.stop()
+        node.destroy_node()
 
 
 def spin_until_shutdown(
@@ -328,58 +385,6 @@ def spin_until_shutdown(
             if not node.context.ok():
                 break
             node.get_logger().error(f"executor: {err}", throttle_duration_sec=2.0)
-
-
-def serve_node(
-    name: str,
-    make_node: Callable[[], Node],
-    refused: type[Exception],
-    refused_exit_code: int,
-    args: list[str] | None = None,
-    make_executor: Callable[[Node], Any] | None = None,
-) -> None:
-    """main() of a node that only serves callbacks (policy_server, sim_bridge).
-
-    `make_executor(node)` picks the executor (policy_server: its `executor` parameter);
-    default: a SingleThreadedExecutor.
-
-    A start it refuses (`refused`: a bad parameter or model) is one log line and
-    `refused_exit_code`, no traceback; Ctrl-C and SIGTERM end it with exit code 0.
-
-    The signals only stop the spin loop (StopFlag), so the node is destroyed while its
-    context is still up, and the context is shut down after. With rclpy's own handlers the
-    context went down first, and destroying the node's publishers then crashed the process
-    with SIGSEGV about one shutdown in six (rmw_fastrtps, policy_server).
-    """
-    from rclpy.executors import SingleThreadedExecutor
-
-    stop = StopFlag()
-    stop.install_signal_handlers()
-    enable_stack_dump_signal()
-    exit_code = 0
-    try:
-        with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
-            try:
-                node = make_node()
-            except refused as err:
-                rclpy.logging.get_logger(name).error(str(err))
-                exit_code = refused_exit_code
-            else:
-                # One thread: rclpy's MultiThreadedExecutor busy-waits a whole core
-                # (docs/benchmarks.md, deployment section).
-                executor = (
-                    SingleThreadedExecutor() if make_executor is None else make_executor(node)
-                )
-                executor.add_node(node)
-                try:
-                    spin_until_shutdown(executor, node, stopping=lambda: bool(stop))
-                finally:
-                    executor.shutdown()
-                    node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    if exit_code:
-        sys.exit(exit_code)
 
 
 class BackgroundSpinner:

@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Duration
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import ParameterException
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -52,11 +51,16 @@ from cgrpo_ros.deploy.policy_runtime import (
     timed_action,
 )
 from cgrpo_ros.deploy.tick_trigger import FALLBACK_PERIODS, TickTrigger
-from cgrpo_ros.nodes.params import BackgroundSpinner, ParamSpec, handle_command_line, serve_node
+from cgrpo_ros.nodes.params import (
+    BackgroundSpinner,
+    ParameterError,
+    ParamSpec,
+    declare_parameters,
+    node_main,
+)
 from cgrpo_ros.robot.config import RobotConfig, default_robot_config_path, load_robot_config
 
 NODE_NAME = "policy_server"
-EXIT_REFUSED_TO_START = 2
 WARN_THROTTLE_S = 2.0
 
 
@@ -65,33 +69,6 @@ def _default_robot_config() -> str:
         return str(default_robot_config_path())
     except FileNotFoundError:
         return ""  # refused at start with the paths that were tried
-
-
-# (name, default, description, floating-point range or None, read_only). Declared once, here;
-# test/unit/test_deploy_launch_static.py checks config/deploy.yaml against this tuple.
-DECLARED_PARAMETERS: tuple[tuple[str, Any, str, tuple[float, float] | None, bool], ...] = (
-    ("model_path", "", "ONNX policy file; ~/reload re-reads this path.", None, False),
-    ("robot_config", "<package>/config/robots/arm7.yaml", "Robot YAML.", None, True),
-    ("control_rate_hz", 0.0, "Control rate [Hz]; 0 = the robot config's.", (0.0, 2000.0), True),
-    ("controller_name", "", "Commands on /<name>/commands; '' = robot config's.", None, True),
-    ("blend_time_s", 2.0, "Blend from the current pose to the policy [s].", (0.0, 60.0), False),
-    ("observation_timeout_s", 0.1, "Hold when joint_states is older [s].", (0.001, 10.0), True),
-    ("goal", Parameter.Type.DOUBLE_ARRAY, "Goal inputs goal/<i> (also ~/goal).", None, False),
-    ("publish_trajectory", False, "Also publish trajectory_msgs/JointTrajectory.", None, True),
-    ("trajectory_topic", "/joint_trajectory_controller/joint_trajectory", "", None, True),
-    ("publish_when_disabled", True, "false: silent while disabled.", None, True),
-    ("status_rate_hz", 5.0, "Rate of ~/status [Hz].", (0.1, 100.0), True),
-    ("control_mode", "event", "event: tick on each joint state (capped); timer.", None, True),
-    ("executor", "events", "events (rclpy EventsExecutor) or single_threaded.", None, True),
-    # Issue 18: set, only models whose <file>.sig is signed by one of these keys are served.
-    (
-        "trusted_keys",
-        Parameter.Type.STRING_ARRAY,
-        "Public key files (docs/security.md).",
-        None,
-        True,
-    ),
-)
 
 
 class ControlMode(StrEnum):
@@ -104,11 +81,37 @@ class ExecutorKind(StrEnum):
     SINGLE_THREADED = "single_threaded"  # rclpy.executors.SingleThreadedExecutor
 
 
-# Parameters whose value must be one of a few words (checked at start, named on refusal).
-CHOICES: dict[str, tuple[str, ...]] = {
-    "control_mode": tuple(m.value for m in ControlMode),
-    "executor": tuple(k.value for k in ExecutorKind),
-}
+# Declared once, here (ParamSpec, as every node); test/unit/test_deploy_launch_static.py checks
+# config/deploy.yaml and deploy.launch.py against this tuple.
+POLICY_SERVER_PARAMS = (
+    ParamSpec("model_path", "", "ONNX policy file; ~/reload re-reads this path.", read_only=False),
+    ParamSpec("robot_config", _default_robot_config(), "Robot YAML."),
+    ParamSpec("control_rate_hz", 0.0, "Control rate [Hz]; 0 = the robot config's.", (0.0, 2000.0)),
+    ParamSpec("controller_name", "", "Commands on /<name>/commands; '' = robot config's."),
+    ParamSpec(
+        "blend_time_s", 2.0, "Blend from the current pose to the policy [s].", (0.0, 60.0),
+        read_only=False,
+    ),
+    ParamSpec("observation_timeout_s", 0.1, "Hold when joint_states is older [s].", (0.001, 10.0)),
+    ParamSpec(
+        "goal", Parameter.Type.DOUBLE_ARRAY, "Goal inputs goal/<i> (also ~/goal).", read_only=False
+    ),
+    ParamSpec("publish_trajectory", False, "Also publish trajectory_msgs/JointTrajectory."),
+    ParamSpec("trajectory_topic", "/joint_trajectory_controller/joint_trajectory", ""),
+    ParamSpec("publish_when_disabled", True, "false: silent while disabled."),
+    ParamSpec("status_rate_hz", 5.0, "Rate of ~/status [Hz].", (0.1, 100.0)),
+    ParamSpec(
+        "control_mode", "event", "event: tick on each joint state (capped); timer.",
+        choices=tuple(m.value for m in ControlMode),
+    ),
+    ParamSpec(
+        "executor", "events", "events (rclpy EventsExecutor) or single_threaded.",
+        choices=tuple(k.value for k in ExecutorKind),
+    ),
+    # Issue 18: set, only models whose <file>.sig is signed by one of these keys are served.
+    ParamSpec("trusted_keys", Parameter.Type.STRING_ARRAY, "Public key files (docs/security.md)."),
+)  # fmt: skip
+DECLARED_PARAMETERS = tuple(spec.name for spec in POLICY_SERVER_PARAMS)
 # A control period longer than this many periods counts its missing ticks as missed.
 MISSED_TICK_PERIODS = 1.5
 # Largest serialized message taken from /joint_states and ~/goal [bytes] (issue 19). Both
@@ -125,10 +128,6 @@ MAX_GOAL_BYTES = 4096  # Float64MultiArray: a few goal values and an (ignored) l
 RESUME_TOLERANCE_RAD = 0.02
 
 
-class StartupError(RuntimeError):
-    """The node refuses to start; the message says what to fix (no traceback)."""
-
-
 class PolicyServerNode(Node):
     """Serves one ONNX policy: observations by joint name in, limited joint commands out."""
 
@@ -139,13 +138,13 @@ class PolicyServerNode(Node):
         try:
             self.trusted = TrustedKeys.load(p["trusted_keys"] or [])
         except KeyFileError as err:
-            raise StartupError(f"refusing to start: parameter 'trusted_keys': {err}") from None
+            raise ParameterError(f"parameter 'trusted_keys': {err}") from None
         try:
             self.runtime: PolicyRuntime = load_policy_runtime(
                 str(p["model_path"]), self.robot, self.trusted
             )
         except PolicyArtifactError as err:
-            raise StartupError(f"refusing to start: {err}") from None
+            raise ParameterError(str(err)) from None
         if self.trusted:
             self.get_logger().info(
                 f"serving only policies signed by {self.trusted.describe()}; "
@@ -225,7 +224,7 @@ class PolicyServerNode(Node):
         # ~/reload on a node of its own, spun by its own thread (issue 19): loading and
         # validating a model takes ~10 ms, during which the control loop keeps ticking. Same
         # service name (the main node's ~/reload). rclpy's MultiThreadedExecutor would do this
-        # with callback groups but busy-waits a core (serve_node's note); this thread sleeps
+        # with callback groups but busy-waits a core (node_main's note); this thread sleeps
         # in rcl_wait until a request comes.
         # (Not the command line's arguments: its `-r __node:=...` would rename this node too.)
         self.reload_node = Node(
@@ -255,44 +254,20 @@ class PolicyServerNode(Node):
 
     # -- parameters and start-up ---------------------------------------------------------------
     def _declare_parameters(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for name, default, description, limits, read_only in DECLARED_PARAMETERS:
-            descriptor = ParameterDescriptor(description=description, read_only=read_only)
-            if limits is not None:
-                low, high = limits
-                descriptor.floating_point_range = [
-                    FloatingPointRange(from_value=low, to_value=high)
-                ]
-            if name == "robot_config":
-                default = _default_robot_config()
-            if name in CHOICES:
-                descriptor.additional_constraints = "one of: " + ", ".join(CHOICES[name])
-            try:
-                values[name] = self.declare_parameter(name, default, descriptor).value
-            except ParameterException as err:
-                allowed = f"a number in [{limits[0]}, {limits[1]}]" if limits else "its type"
-                raise StartupError(
-                    f"refusing to start: parameter '{name}' refused: {err}. Allowed: {allowed}"
-                ) from None
-            if name in CHOICES and values[name] not in CHOICES[name]:
-                raise StartupError(
-                    f"refusing to start: parameter '{name}' = {str(values[name])[:80]!r}; "
-                    f"allowed: one of {', '.join(CHOICES[name])}"
-                )
-        return values
+        return declare_parameters(self, POLICY_SERVER_PARAMS)
 
     def _load_robot(self, path: str) -> RobotConfig:
         try:
             return load_robot_config(path or None)
         except (OSError, ValueError) as err:
-            raise StartupError(f"refusing to start: parameter 'robot_config': {err}") from None
+            raise ParameterError(f"parameter 'robot_config': {err}") from None
 
     @staticmethod
     def _checked_goal(goal: list[float], runtime: PolicyRuntime) -> np.ndarray:
         try:
             return runtime.builder.check_goal(goal)
         except ObservationError as err:
-            raise StartupError(f"refusing to start: parameter 'goal': {err}") from None
+            raise ParameterError(f"parameter 'goal': {err}") from None
 
     def on_set_parameters(self, params: list[Parameter[Any]]) -> SetParametersResult:
         for param in params:
@@ -472,7 +447,7 @@ class PolicyServerNode(Node):
         self.get_logger().warning(self.last_error, throttle_duration_sec=WARN_THROTTLE_S)
 
     def destroy_node(self) -> None:
-        """The reload thread and node go first, then the node itself (serve_node's order)."""
+        """The reload thread and node go first, then the node itself (node_main's order)."""
         self.reload_spinner.stop()
         self.reload_node.destroy_node()
         super().destroy_node()
@@ -637,20 +612,10 @@ def make_executor(node: Node) -> Executor:
 
 
 def main(args: list[str] | None = None) -> None:
-    specs = [
-        ParamSpec(
-            name,
-            _default_robot_config() if name == "robot_config" else default,
-            description,
-            limits,
-            read_only=read_only,
-        )
-        for name, default, description, limits, read_only in DECLARED_PARAMETERS
-    ]
-    handle_command_line(NODE_NAME, __doc__, specs, args)
-    serve_node(
-        NODE_NAME, PolicyServerNode, StartupError, EXIT_REFUSED_TO_START, args, make_executor
-    )
+    node_main(
+        NODE_NAME, __doc__, POLICY_SERVER_PARAMS, args,
+        make_node=lambda _stop: PolicyServerNode(), make_executor=make_executor,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -35,16 +35,20 @@ from cgrpo_ros.core.policy_artifact import MAX_MODEL_BYTES, OnnxPolicy, PolicyAr
 from cgrpo_ros.core.rollout import ActFn, GroupRolloutCollector, GroupSettings, RolloutCollector
 from cgrpo_ros.core.signing import SignatureError, check_claims, check_not_replayed
 from cgrpo_ros.nodes.params import (
-    BackgroundSpinner,
     ParameterError,
     ParamSpec,
     StopFlag,
     declare_parameters,
-    handle_command_line,
     latched_qos,
     load_signing_key,
     load_trusted_keys,
-    run_node,
+    node_main,
+)
+from cgrpo_ros.nodes.topics import (
+    LEARNER_STATUS_TOPIC,
+    POLICIES_TOPIC,
+    TRAJECTORIES_TOPIC,
+    WORKER_STATUS_TOPIC,
 )
 from cgrpo_ros.wire import (
     DecodedPolicy,
@@ -57,10 +61,6 @@ from cgrpo_ros.wire import (
 )
 
 NODE_NAME = "rollout_worker"
-POLICIES_TOPIC = "/cgrpo/policies"
-TRAJECTORIES_TOPIC = "/cgrpo/trajectories"
-WORKER_STATUS_TOPIC = "/cgrpo/worker_status"
-LEARNER_STATUS_TOPIC = "/cgrpo/learner_status"
 STATUS_PERIOD_S = 1.0
 WARN_THROTTLE_S = 5.0
 
@@ -429,26 +429,18 @@ def make_backend(node: RolloutWorkerNode) -> Any:
     return RobotBackend(node, node.stop)
 
 
-def _body(stop: StopFlag) -> int:
-    node = RolloutWorkerNode(stop)
-    spinner = BackgroundSpinner(node)
-    backend = None
+def _collect(node: RolloutWorkerNode) -> None:
+    backend = make_backend(node)
     try:
-        backend = make_backend(node)
         collection_loop(node, backend)
-        node.get_logger().info(f"stopping: {stop.reason or 'done'}")
+        node.get_logger().info(f"stopping: {node.stop.reason or 'done'}")
         node.on_status_tick()  # a last status with the final counters
     finally:
-        if backend is not None:
-            backend.close()
-        spinner.stop()
-        node.destroy_node()
-    return 0
+        backend.close()
 
 
 def main(args: list[str] | None = None) -> None:
-    handle_command_line(NODE_NAME, __doc__, WORKER_PARAMS, args)
-    run_node(NODE_NAME, _body, args)
+    node_main(NODE_NAME, __doc__, WORKER_PARAMS, args, make_node=RolloutWorkerNode, work=_collect)
 
 
 if __name__ == "__main__":

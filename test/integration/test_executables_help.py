@@ -37,9 +37,9 @@ def parameters_of(name: str) -> list[str]:
 
         return [s.name for s in WORKER_PARAMS]
     if name == "policy_server":
-        from cgrpo_ros.nodes.policy_server import DECLARED_PARAMETERS
+        from cgrpo_ros.nodes.policy_server import POLICY_SERVER_PARAMS
 
-        return [entry[0] for entry in DECLARED_PARAMETERS]
+        return [s.name for s in POLICY_SERVER_PARAMS]
     if name == "sim_bridge":
         from sim_bridge.node import SIM_BRIDGE_PARAMS
 

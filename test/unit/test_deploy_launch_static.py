@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from package_layout import console_scripts, installed_share_files
 
-from cgrpo_ros.nodes.policy_server import DECLARED_PARAMETERS, NODE_NAME
+from cgrpo_ros.nodes.policy_server import NODE_NAME, POLICY_SERVER_PARAMS
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch" / "deploy.launch.py"
@@ -67,7 +67,7 @@ def test_deploy_yaml_parameters_are_declared_by_the_node() -> None:
     data = yaml.safe_load(DEPLOY_YAML.read_text())
     assert list(data) == [NODE_NAME]
     params = data[NODE_NAME]["ros__parameters"]
-    declared = {name: default for name, default, *_ in DECLARED_PARAMETERS}
+    declared = {spec.name: spec.default for spec in POLICY_SERVER_PARAMS}
     unknown = set(params) - set(declared)
     assert not unknown, f"config/deploy.yaml sets undeclared parameters {sorted(unknown)}"
     for name, value in params.items():
@@ -75,14 +75,14 @@ def test_deploy_yaml_parameters_are_declared_by_the_node() -> None:
         if isinstance(default, bool | str | float):
             # ROS refuses an int for a double parameter: the YAML must say 0.0, not 0.
             assert type(value) is type(default), (name, value, default)
-        for entry in DECLARED_PARAMETERS:
-            if entry[0] == name and entry[3] is not None:
-                low, high = entry[3]
-                assert low <= value <= high, (name, value, entry[3])
+        for spec in POLICY_SERVER_PARAMS:
+            if spec.name == name and spec.range is not None:
+                low, high = spec.range
+                assert low <= value <= high, (name, value, spec.range)
 
 
 def test_launch_overrides_are_declared_parameters() -> None:
     overridden = set(re.findall(r'"(\w+)": ParameterValue\(', LAUNCH.read_text()))
-    declared = {entry[0] for entry in DECLARED_PARAMETERS}
+    declared = {spec.name for spec in POLICY_SERVER_PARAMS}
     assert overridden - {"robot_config"} <= declared
     assert "robot_config" in declared

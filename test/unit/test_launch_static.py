@@ -40,7 +40,7 @@ DECLARED = {
     "learner": set(learner.DECLARED_PARAMETERS),
     "rollout_worker": set(rollout_worker.DECLARED_PARAMETERS),
     "sim_bridge": {spec.name for spec in SIM_BRIDGE_PARAMS},
-    "policy_server": {entry[0] for entry in policy_server.DECLARED_PARAMETERS},
+    "policy_server": set(policy_server.DECLARED_PARAMETERS),
 }
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from cgrpo_ros.cli import main as cgrpo_main
-from cgrpo_ros.cli.args import return_improvement
 from cgrpo_ros.core.config import CGRPOConfig
+from cgrpo_ros.run_logging import return_improvement
 from cgrpo_ros.session import train_single_process
 
 
