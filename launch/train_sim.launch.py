@@ -20,22 +20,25 @@ from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from cgrpo_ros.core.run_shape import RUN_SHAPE, WORKER_SHAPE_FIELDS
+
 PACKAGE = "cgrpo_ros"
 # (name, default, description); "" means "the parameter file's value".
 ARGUMENTS = (
     ("params_file", "", "Node parameter YAML (default: share/cgrpo_ros/config/train_sim.yaml)."),
     ("env_id", "", "gymnasium task id, e.g. HalfCheetah-v5."),
     ("num_workers", "1", "Rollout worker processes (1 .. num_policies)."),
-    ("num_policies", "", "N policies trained together."),
-    ("num_groups", "", "K k-means groups (K <= N)."),
-    ("iterations", "", "CGRPO iterations."),
-    ("steps_per_iteration", "", "Steps per policy per iteration."),
-    ("seed", "", "Seed of the update and of the environments."),
+    # The run's shape (N, K, iterations, T, seed) from its one declaration, core/run_shape.py.
+    *((field.name, "", field.help) for field in RUN_SHAPE),
     ("run_dir", "", "Run directory (default: runs/<task>-<variant>-<time>)."),
     ("config_file", "", "YAML/JSON file of CGRPOConfig overrides for the learner."),
 )
-SHARED = ("env_id", "num_policies", "steps_per_iteration", "seed")  # learner and workers
-LEARNER_ONLY = ("num_groups", "iterations", "run_dir", "config_file")
+SHARED = ("env_id", *WORKER_SHAPE_FIELDS)  # learner and workers must agree on these
+LEARNER_ONLY = (
+    *(f.name for f in RUN_SHAPE if f.name not in WORKER_SHAPE_FIELDS),
+    "run_dir",
+    "config_file",
+)
 STRINGS = ("env_id", "run_dir", "config_file")
 # On Ctrl-C (or launch_testing's shutdown) launch sends SIGINT, then SIGTERM after
 # `sigterm_timeout` (5 s by default). The learner first finishes the update under way, writes

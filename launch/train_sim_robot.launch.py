@@ -18,19 +18,20 @@ from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from cgrpo_ros.core.run_shape import RUN_SHAPE, WORKER_SHAPE_FIELDS
+
 PACKAGE = "cgrpo_ros"
 # (name, default, description); "" means "the parameter file's value".
+# The run's shape (N, K, iterations, T, seed) from its one declaration, core/run_shape.py.
+# The one worker runs all N policies, one after the other; T is best a multiple of the reach
+# task's 100-step episodes.
 ARGUMENTS = (
     ("params_file", "", "Node parameter YAML (default: config/train_sim_robot.yaml)."),
-    ("num_policies", "", "N policies (all run by the one worker, one after the other)."),
-    ("num_groups", "", "K k-means groups (K <= N)."),
-    ("iterations", "", "CGRPO iterations."),
-    ("steps_per_iteration", "", "Steps per policy per iteration (a multiple of 100)."),
-    ("seed", "", "Seed of the update, the goals and the action noise."),
+    *((field.name, "", field.help) for field in RUN_SHAPE),
     ("run_dir", "", "Run directory (default: runs/<task>-<variant>-<time>)."),
     ("config_file", "", "YAML/JSON file of CGRPOConfig overrides for the learner."),
 )
-SHARED = ("num_policies", "steps_per_iteration", "seed")
+SHARED = WORKER_SHAPE_FIELDS  # learner and worker must agree on these
 STRINGS = ("run_dir", "config_file")
 # SIGINT -> SIGTERM after this long, not launch's 5 s: the learner writes its final files
 # after a stop (see train_sim.launch.py).

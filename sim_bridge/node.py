@@ -81,6 +81,7 @@ SIM_BRIDGE_PARAMS = (
     ),
     ParamSpec("model_path", "", "MJCF file; empty = the shipped cgrpo_ros/robot/assets/arm7.xml."),
 )
+DECLARED_PARAMETERS = tuple(spec.name for spec in SIM_BRIDGE_PARAMS)
 
 
 def _to_time_msg(t: float) -> Time:

@@ -11,22 +11,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cgrpo_ros.core.run_shape import RUN_SHAPE, RunShape
 from cgrpo_ros.run_logging import return_improvement
 
 DEFAULT_ENV = "HalfCheetah-v5"
-# The README's main job: a few minutes on 2 cores. The paper's set-up is --iterations 500.
-DEFAULT_ITERATIONS = 25
-DEFAULT_STEPS = 2048
 
 
 def add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default=DEFAULT_ENV, help="gymnasium task id (Box actions)")
     parser.add_argument("--variant", choices=["full", "simple"], default="full")
-    parser.add_argument("--policies", type=int, default=2, help="N policies trained together")
-    parser.add_argument("--groups", type=int, default=2, help="K k-means groups (K <= N)")
-    parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
-    parser.add_argument("--steps-per-iteration", type=int, default=DEFAULT_STEPS)
-    parser.add_argument("--seed", type=int, default=0)
+    # The run's shape, declared once (core/run_shape.py). Its default iterations make the
+    # README's main job a few minutes on 2 cores; the paper's set-up is --iterations 500.
+    for field in RUN_SHAPE:
+        parser.add_argument(field.flag, type=int, default=field.default, help=field.help)
     parser.add_argument("--run-dir", type=Path, default=None)
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     parser.add_argument(
@@ -42,13 +39,11 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace) -> Any:
+    """The run's CGRPOConfig: --variant < --config file < the run's shape flags."""
     from cgrpo_ros.core.config import CGRPOConfig, load_config_file
 
-    overrides: dict[str, Any] = {}
-    if args.config is not None:
-        overrides.update(load_config_file(args.config))
-    overrides.update(num_policies=args.policies, num_groups=args.groups, seed=args.seed)
-    return CGRPOConfig.for_variant(args.variant, **overrides)
+    overrides = load_config_file(args.config) if args.config is not None else {}
+    return CGRPOConfig.for_run(args.variant, RunShape.from_flags(args), overrides)
 
 
 def check_positive(name: str, value: int, limit: int = 10**9) -> None:

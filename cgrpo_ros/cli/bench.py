@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from cgrpo_ros.cli.bench_report import ROW_KEYS, load_results, markdown_table, write_report
+from cgrpo_ros.core.run_shape import SHAPE_FIELDS, RunShape
 
 # CGRPO methods: the variant and its overrides, inline or as a file under config/ (one
 # configuration for every task; `cgrpo train --config <file>` runs the same). The
@@ -57,7 +58,9 @@ REFERENCE_RETURNS = {
 }
 PERTURBATIONS = {"mass x0.8": (0.8, 1.0), "mass x1.2": (1.2, 1.0),
                  "friction x0.7": (1.0, 0.7), "friction x1.3": (1.0, 1.3)}  # fmt: skip
-CGRPO_POLICIES, CGRPO_STEPS = 2, 2048
+# The paper's set-up (N = K = 2, T = 2048): the run shape's defaults (core/run_shape.py).
+CGRPO_POLICIES = SHAPE_FIELDS["num_policies"].default
+CGRPO_STEPS = SHAPE_FIELDS["steps_per_iteration"].default
 # CGRPO settings that differ from the defaults per task, the ones this project recommends and
 # tests; none at present (Arm7Reach needed some before its fingertip-step actions). `ppo` and
 # `sac` always run SB3's defaults; `ppo-tuned` and `trpo` the zoo's (config/baselines/).
@@ -152,16 +155,18 @@ def run_cgrpo(spec: RunSpec, out: Path) -> tuple[Any, list[Any], list[list[Any]]
         import shutil
 
         shutil.rmtree(run_dir)
-    config = CGRPOConfig.for_variant(
+    shape = RunShape(
+        num_policies=CGRPO_POLICIES, num_groups=CGRPO_POLICIES, iterations=iterations,
+        steps_per_iteration=spec.cgrpo_steps_per_iteration, seed=spec.seed,
+    )  # fmt: skip
+    config = CGRPOConfig.for_run(
         variant,  # type: ignore[arg-type]
-        num_policies=CGRPO_POLICIES,
-        num_groups=CGRPO_POLICIES,
-        seed=spec.seed,
-        **{**overrides, **CGRPO_TASK_OVERRIDES.get(spec.task, {})},
+        shape,
+        {**overrides, **CGRPO_TASK_OVERRIDES.get(spec.task, {})},
     )
     summary = train_single_process(
-        env_id=spec.task, config=config, iterations=iterations,
-        steps_per_iteration=spec.cgrpo_steps_per_iteration, run_dir=run_dir,
+        env_id=spec.task, config=config, iterations=shape.iterations,
+        steps_per_iteration=shape.steps_per_iteration, run_dir=run_dir,
         checkpoint_every=max(1, iterations),
     )  # fmt: skip
     curves = read_return_curves(run_dir / "metrics.csv")

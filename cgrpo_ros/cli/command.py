@@ -21,6 +21,7 @@ from cgrpo_ros.cli.args import (
     load_signer,
     print_summary,
 )
+from cgrpo_ros.core.run_shape import RunShape
 from cgrpo_ros.run_logging import default_run_dir
 
 
@@ -29,13 +30,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from cgrpo_ros.session import train_single_process
 
-    check_positive("--iterations", args.iterations)
-    check_positive("--steps-per-iteration", args.steps_per_iteration, 10**7)
+    shape = RunShape.from_flags(args)
     check_positive("--checkpoint-every", args.checkpoint_every)
     config = build_config(args)
     signer = load_signer(args.signing_key)
     run_dir = args.run_dir or default_run_dir(args.env, args.variant)
-    bar = tqdm(total=args.iterations, unit="it", desc=f"CGRPO-{args.variant} {args.env}")
+    bar = tqdm(total=shape.iterations, unit="it", desc=f"CGRPO-{args.variant} {args.env}")
 
     def progress(iteration: int, metrics: Any, session: Any) -> None:
         returns = [p.mean_episode_return for p in metrics.policies]
@@ -48,8 +48,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train_single_process(
         env_id=args.env,
         config=config,
-        iterations=args.iterations,
-        steps_per_iteration=args.steps_per_iteration,
+        iterations=shape.iterations,
+        steps_per_iteration=shape.steps_per_iteration,
         run_dir=run_dir,
         resume=args.resume,
         progress=progress,

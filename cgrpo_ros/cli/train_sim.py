@@ -36,6 +36,7 @@ from typing import IO, Any
 
 from cgrpo_ros.cli.args import add_training_args, check_positive, print_summary
 from cgrpo_ros.cli.supervisor import StopRequests, node_command, stop_processes, yaml_str
+from cgrpo_ros.core.run_shape import WORKER_SHAPE_FIELDS, RunShape
 from cgrpo_ros.run_logging import default_run_dir
 
 PARAMS_FILE = "train_sim.yaml"
@@ -118,17 +119,12 @@ def build_commands(
     keys: dict[str, str] | None = None,
 ) -> list[tuple[str, list[str]]]:
     """(node name, argv) of the learner and every worker (supervisor.node_command)."""
-    common = {
-        "env_id": yaml_str(args.env),
-        "num_policies": args.policies,
-        "steps_per_iteration": args.steps_per_iteration,
-        "seed": args.seed,
-    }
+    shape = RunShape.from_flags(args)
+    common: dict[str, Any] = {"env_id": yaml_str(args.env)}
     learner = {
         **common,
+        **shape.values(),
         "variant": args.variant,
-        "num_groups": args.groups,
-        "iterations": args.iterations,
         "run_dir": yaml_str(str(run_dir.resolve())),
         "resume": "true" if args.resume else "false",
         "checkpoint_every": args.checkpoint_every,
@@ -144,8 +140,13 @@ def build_commands(
             "signing_key": yaml_str(keys["worker_key"]),
         }
     nodes = [("learner", "cgrpo_ros.nodes.learner", learner)]
-    for w, ids in enumerate(assign_policies(args.workers, args.policies)):
-        worker = {**common, **worker_keys, "policy_ids": f"[{','.join(str(i) for i in ids)}]"}
+    for w, ids in enumerate(assign_policies(args.workers, shape.num_policies)):
+        worker = {
+            **common,
+            **shape.values(WORKER_SHAPE_FIELDS),
+            **worker_keys,
+            "policy_ids": f"[{','.join(str(i) for i in ids)}]",
+        }
         nodes.append((f"rollout_worker_{w}", "cgrpo_ros.nodes.rollout_worker", worker))
     return [
         (name, node_command(module, name, params_file, params)) for name, module, params in nodes
@@ -210,10 +211,9 @@ class _Child:
 
 
 def cmd_train_sim(args: argparse.Namespace) -> int:
-    check_positive("--iterations", args.iterations)
-    check_positive("--steps-per-iteration", args.steps_per_iteration, 10**7)
+    shape = RunShape.from_flags(args)
     check_positive("--checkpoint-every", args.checkpoint_every)
-    assign_policies(args.workers, args.policies)  # refuse a bad --workers before starting
+    assign_policies(args.workers, shape.num_policies)  # refuse a bad --workers before starting
     params_file = Path(args.params_file) if args.params_file else find_params_file()
     run_dir = Path(args.run_dir or default_run_dir(args.env, args.variant))
     env = stack_environment()

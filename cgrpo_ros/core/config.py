@@ -6,13 +6,18 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cgrpo_ros.core.run_shape import SHAPE_FIELDS, RunShape
+
 Variant = Literal["full", "simple"]
 GroupCredit = Literal["all_steps", "first_action"]
 GroupScale = Literal["std", "none"]
+RUN_SHAPE_CONFIG_FIELDS = ("num_policies", "num_groups", "seed")
+"""The fields a run's shape sets (RunShape.config_fields); they win over a config file."""
 
 
 class ConfigError(ValueError):
@@ -136,8 +141,9 @@ class CGRPOConfig:
     def __post_init__(self) -> None:
         if self.variant not in ("full", "simple"):
             raise ConfigError(f"variant={self.variant!r} is not one of 'full', 'simple'")
-        _check_int("num_policies", self.num_policies, 1, 1024)
-        _check_int("num_groups", self.num_groups, 1, 1024)
+        for name in RUN_SHAPE_CONFIG_FIELDS:  # ranges declared once, in run_shape.py
+            shape = SHAPE_FIELDS[name]
+            _check_int(name, getattr(self, name), shape.low, shape.high)
         if self.num_groups > self.num_policies:
             raise ConfigError(
                 f"num_groups={self.num_groups} exceeds num_policies={self.num_policies}: "
@@ -205,7 +211,6 @@ class CGRPOConfig:
         _check_int("reference_top_k", self.reference_top_k, 1, self.num_policies)
         _check_range("entropy_coef", self.entropy_coef, 0.0, 1e3)
         _check_int("kmeans_n_init", self.kmeans_n_init, 1, 1000)
-        _check_int("seed", self.seed, 0, 2**31 - 1)
         if self.extra:
             raise ConfigError(f"unknown configuration keys: {sorted(self.extra)}")
 
@@ -228,6 +233,14 @@ class CGRPOConfig:
             raise ConfigError(f"variant={variant!r} is not one of 'full', 'simple'")
         base.update(overrides)
         return cls.from_dict(base)
+
+    @classmethod
+    def for_run(
+        cls, variant: Variant, shape: RunShape, overrides: Mapping[str, Any] | None = None
+    ) -> CGRPOConfig:
+        """A run's configuration: the variant's defaults < `overrides` (a config file,
+        `cgrpo.<field>` parameters) < the run's shape (N, K, seed: RUN_SHAPE_CONFIG_FIELDS)."""
+        return cls.for_variant(variant, **{**(overrides or {}), **shape.config_fields()})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> CGRPOConfig:

@@ -32,6 +32,7 @@ from std_srvs.srv import Trigger
 
 from cgrpo_ros.bounded import DuplicateGuard, RecentTable, bounded_text
 from cgrpo_ros.core.cgrpo import IterationMetrics
+from cgrpo_ros.core.run_shape import SHAPE_FIELDS, RunShape
 from cgrpo_ros.core.signing import SignatureError
 from cgrpo_ros.nodes.params import (
     ParameterError,
@@ -44,6 +45,7 @@ from cgrpo_ros.nodes.params import (
     load_signing_key,
     load_trusted_keys,
     node_main,
+    shape_parameters,
 )
 from cgrpo_ros.nodes.topics import (
     LEARNER_STATUS_TOPIC,
@@ -71,11 +73,7 @@ DONE_LINGER_S = 3.0  # keep the latched `done` alive while workers read it
 LEARNER_PARAMS = (
     ParamSpec("env_id", "HalfCheetah-v5", "gymnasium task id the policies are trained on."),
     ParamSpec("variant", "full", "CGRPO variant (paper section 7).", choices=("full", "simple")),
-    ParamSpec("num_policies", 2, "N policies trained together.", (1, 1024)),
-    ParamSpec("num_groups", 2, "K k-means groups (K <= N).", (1, 1024)),
-    ParamSpec("iterations", 25, "Iterations to train (the run ends at this version).", (1, 10**9)),
-    ParamSpec("steps_per_iteration", 2048, "Steps per policy per iteration (T).", (1, 10**7)),
-    ParamSpec("seed", 0, "Seed of the CGRPO update.", (0, 2**31 - 1)),
+    *shape_parameters(tuple(SHAPE_FIELDS)),  # N, K, iterations, T, seed (core/run_shape.py)
     ParamSpec("run_dir", "", "Run directory; empty: runs/<task>-<variant>-<time>."),
     ParamSpec("resume", False, "Continue the run in run_dir from its latest checkpoint."),
     ParamSpec("config_file", "", "YAML/JSON file of CGRPOConfig overrides; empty: none."),
@@ -120,13 +118,9 @@ class LearnerNode(Node):
 
         self.stop = stop
         self.params = p = declare_parameters(self, LEARNER_PARAMS)
+        self.shape = RunShape.from_mapping(p)
         config = config_from_parameters(
-            self,
-            variant=p["variant"],
-            num_policies=p["num_policies"],
-            num_groups=p["num_groups"],
-            seed=p["seed"],
-            config_file=p["config_file"],
+            self, variant=p["variant"], shape=self.shape, config_file=p["config_file"]
         )
         run_dir = (
             Path(p["run_dir"]) if p["run_dir"] else default_run_dir(p["env_id"], config.variant)
@@ -247,7 +241,7 @@ class LearnerNode(Node):
                 f"task {traj.task!r} from {traj.worker_id!r}; training {task.env_id!r}",
             )
         got = (b.num_steps, b.obs.shape[1], b.actions.shape[1])
-        want = (self.params["steps_per_iteration"], task.obs_dim, task.act_dim)
+        want = (self.shape.steps_per_iteration, task.obs_dim, task.act_dim)
         if got != want:
             return (
                 "wrong_size",
@@ -325,7 +319,7 @@ class LearnerNode(Node):
         with self.lock:
             status = {
                 "iteration": self.session.iteration,
-                "iterations": self.params["iterations"],
+                "iterations": self.shape.iterations,
                 "waiting_for": [i for i in range(self.num_policies) if i not in self.pending],
                 "stalled_policies": list(self.stalled),
                 "rejected": dict(self.rejected),
@@ -382,7 +376,7 @@ class LearnerNode(Node):
                 )
 
     def train(self) -> dict[str, Any]:
-        iterations = self.params["iterations"]
+        iterations = self.shape.iterations
         # The wait for batches counts from the first policy's export: a worker starts on
         # policy 0 while the learner still exports and sends the others.
         published = time.perf_counter()
@@ -451,7 +445,7 @@ class LearnerNode(Node):
         shown = _join(returns, 1)
         rates = "" if successes is None else f", success [{_join(successes, 2)}]"
         self.get_logger().info(
-            f"iteration {s.iteration}/{self.params['iterations']}: steps {s.env_steps}, "
+            f"iteration {s.iteration}/{self.shape.iterations}: steps {s.env_steps}, "
             f"{s.env_steps / max(s.wall_s, 1e-9):.0f} steps/s, returns [{shown}]{rates}"
         )
 

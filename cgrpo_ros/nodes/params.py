@@ -33,12 +33,14 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from cgrpo_ros.core.config import CGRPOConfig
+from cgrpo_ros.core.config import RUN_SHAPE_CONFIG_FIELDS, CGRPOConfig, load_config_file
+from cgrpo_ros.core.run_shape import SHAPE_FIELDS, RunShape
 
 EXIT_BAD_PARAMETER = 2
 CGRPO_PREFIX = "cgrpo."
-# Fields a launch or CLI flag sets directly; `cgrpo.<field>` must not fight with them.
-_CONFIG_FIELDS_FROM_FLAGS = ("variant", "num_policies", "num_groups", "seed")
+# Config fields a node parameter of their own sets (the variant and the run's shape);
+# `cgrpo.<field>` must not fight with them.
+_CONFIG_FIELDS_FROM_FLAGS = ("variant", *RUN_SHAPE_CONFIG_FIELDS)
 
 
 class ParameterError(ValueError):
@@ -206,22 +208,23 @@ def config_parameter_names() -> tuple[str, ...]:
     )
 
 
+def shape_parameters(names: Sequence[str]) -> tuple[ParamSpec, ...]:
+    """The node parameters of run-shape fields `names`, from their one declaration
+    (core/run_shape.py): same names, defaults, ranges and descriptions as the CLI flags."""
+    return tuple(
+        ParamSpec(f.name, f.default, f.help, (f.low, f.high))
+        for f in (SHAPE_FIELDS[name] for name in names)
+    )
+
+
 def config_from_parameters(
-    node: Node,
-    *,
-    variant: str,
-    num_policies: int,
-    num_groups: int,
-    seed: int,
-    config_file: str = "",
+    node: Node, *, variant: str, shape: RunShape, config_file: str = ""
 ) -> CGRPOConfig:
-    """The run's CGRPOConfig: variant defaults < config_file < `cgrpo.<field>` < flags.
+    """The run's CGRPOConfig: variant defaults < config_file < `cgrpo.<field>` < the shape.
 
     `cgrpo.<field>` parameters are declared without a default (dynamic typing), so only the
     ones a user set override the variant's values.
     """
-    from cgrpo_ros.core.config import load_config_file
-
     overrides: dict[str, Any] = {}
     if config_file:
         try:
@@ -235,9 +238,8 @@ def config_from_parameters(
         value = node.declare_parameter(name, None, descriptor).value
         if value is not None:
             overrides[name.removeprefix(CGRPO_PREFIX)] = list(value) if _is_array(value) else value
-    overrides.update(num_policies=num_policies, num_groups=num_groups, seed=seed)
     try:
-        return CGRPOConfig.for_variant(variant, **overrides)  # type: ignore[arg-type]
+        return CGRPOConfig.for_run(variant, shape, overrides)  # type: ignore[arg-type]
     except ValueError as err:  # ConfigError names the field and its allowed range
         raise ParameterError(f"CGRPO configuration refused: {err}") from None
 

@@ -33,6 +33,7 @@ from cgrpo_ros.bounded import bounded_text
 from cgrpo_ros.core.buffers import RolloutBatch
 from cgrpo_ros.core.policy_artifact import MAX_MODEL_BYTES, OnnxPolicy, PolicyArtifactError
 from cgrpo_ros.core.rollout import ActFn, GroupRolloutCollector, GroupSettings, RolloutCollector
+from cgrpo_ros.core.run_shape import WORKER_SHAPE_FIELDS
 from cgrpo_ros.core.signing import SignatureError, check_claims, check_not_replayed
 from cgrpo_ros.nodes.params import (
     ParameterError,
@@ -43,6 +44,7 @@ from cgrpo_ros.nodes.params import (
     load_signing_key,
     load_trusted_keys,
     node_main,
+    shape_parameters,
 )
 from cgrpo_ros.nodes.topics import (
     LEARNER_STATUS_TOPIC,
@@ -67,11 +69,9 @@ WARN_THROTTLE_S = 5.0
 WORKER_PARAMS = (
     ParamSpec("worker_id", "", "Name in trajectory frames and status; empty: the node name."),
     ParamSpec("policy_ids", [0], "Which of the N policies this worker runs (int array)."),
-    ParamSpec("num_policies", 2, "N, the number of policies of the run.", (1, 1024)),
+    *shape_parameters(WORKER_SHAPE_FIELDS),  # N, T and seed, as the learner's (run_shape.py)
     ParamSpec("env_id", "HalfCheetah-v5", "Task id (gymnasium id; the task name for ros_robot)."),
     ParamSpec("backend", "gymnasium", "Where steps come from.", choices=("gymnasium", "ros_robot")),
-    ParamSpec("steps_per_iteration", 2048, "Steps per policy per iteration (T).", (1, 10**7)),
-    ParamSpec("seed", 0, "Seed of the environments and of action sampling.", (0, 2**31 - 1)),
     ParamSpec("robot_config", "", "ros_robot: robot YAML; empty: the shipped arm7.yaml."),
     ParamSpec("control_rate_hz", 0.0, "ros_robot: command rate [Hz]; 0: the robot's.", (0.0, 1e4)),
     ParamSpec(

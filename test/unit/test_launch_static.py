@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import itertools
 import re
 from pathlib import Path
@@ -22,8 +23,9 @@ import yaml
 from package_layout import console_scripts, installed_share_files
 
 from cgrpo_ros.cli.train_sim import build_commands
+from cgrpo_ros.core.run_shape import RUN_SHAPE, WORKER_SHAPE_FIELDS
 from cgrpo_ros.nodes import learner, policy_server, rollout_worker
-from sim_bridge.node import SIM_BRIDGE_PARAMS
+from sim_bridge import node as sim_bridge_node
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = ("train_sim.launch.py", "train_sim_robot.launch.py")
@@ -39,7 +41,7 @@ def _console_scripts() -> set[str]:
 DECLARED = {
     "learner": set(learner.DECLARED_PARAMETERS),
     "rollout_worker": set(rollout_worker.DECLARED_PARAMETERS),
-    "sim_bridge": {spec.name for spec in SIM_BRIDGE_PARAMS},
+    "sim_bridge": set(sim_bridge_node.DECLARED_PARAMETERS),
     "policy_server": set(policy_server.DECLARED_PARAMETERS),
 }
 
@@ -71,12 +73,15 @@ def _keyword(call: ast.Call, name: str) -> Any:
 
 
 def _module_tuple(path: Path, name: str) -> tuple[Any, ...]:
+    """A module-level constant of a launch file, without importing it (`launch` may be
+    missing): its top-level assignments are evaluated in order, with the run-shape names the
+    launch files import from cgrpo_ros.core.run_shape (the one declaration they derive from)."""
+    namespace: dict[str, Any] = {"RUN_SHAPE": RUN_SHAPE, "WORKER_SHAPE_FIELDS": WORKER_SHAPE_FIELDS}
     for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == name for t in node.targets
-        ):
-            return tuple(ast.literal_eval(node.value))
-    return ()
+        if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+            with contextlib.suppress(NameError):  # e.g. a value built from a launch import
+                exec(compile(ast.Module([node], []), str(path), "exec"), namespace)
+    return tuple(namespace.get(name, ()))
 
 
 @pytest.mark.parametrize("launch_file", LAUNCH_FILES)
