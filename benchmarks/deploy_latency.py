@@ -5,7 +5,7 @@
 For each (control mode, executor, rate), three processes on one isolated DDS domain:
 - a simulated robot publishing /joint_states at the rate from its own loop (absolute
   deadlines, like a driver's control loop), stamped with the wall clock just before publish
-  (test/joint_state_publisher.py);
+  (cgrpo_ros/testing/joint_state_publisher.py);
 - the policy_server (`control_rate_hz` = the rate, `publish_trajectory` on: the trajectory's
   `header.stamp` is the stamp of the joint state the command was computed from);
 - this script's probe, which records for every command the stamp, the DDS source timestamp
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "test"), str(ROOT / "test" / "integration")]
+sys.path[:0] = [p for p in (str(ROOT),) if p not in sys.path]
 WARM_UP_S = 2.0
 STARTUP_TIMEOUT_S = 90.0
 
@@ -82,10 +82,16 @@ def measure(
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
-    from ros_helpers import isolated_ros_env, process_output, start_node_process, stop_process
     from std_msgs.msg import String
     from std_srvs.srv import SetBool
     from trajectory_msgs.msg import JointTrajectory
+
+    from cgrpo_ros.testing.ros_processes import (
+        isolated_ros_env,
+        process_output,
+        start_node_process,
+        stop_process,
+    )
 
     env = isolated_ros_env()
     period_ns = 1e9 / rate
@@ -101,7 +107,7 @@ def measure(
         ],
     )
     pub = subprocess.Popen(
-        [sys.executable, str(ROOT / "test" / "joint_state_publisher.py"), "--rate", str(rate),
+        [sys.executable, "-m", "cgrpo_ros.testing.joint_state_publisher", "--rate", str(rate),
          "--seconds", str(seconds + STARTUP_TIMEOUT_S)],
         env=env,
     )  # fmt: skip
@@ -243,7 +249,7 @@ def main() -> int:
 
     model = args.model
     if model is None:
-        from policy_fixtures import (  # type: ignore[import-not-found]
+        from cgrpo_ros.testing.policies import (
             reach_task_spec,
             write_constant_policy,
         )

@@ -11,8 +11,9 @@
    code as `cgrpo deploy --use-sim` (cgrpo_ros/cli/deploy.py), so they cannot drift.
    The launch tool (`ros2 launch`) is not installed here, which is why this script starts the
    two processes itself. Two parameters differ, for the episodes to be the in-process env's
-   episodes (test/deploy_episodes.py EPISODE_OVERRIDES: publish_when_disabled false, so each
-   episode starts at rest at home; blend_time_s 0, so the policy drives from the first step);
+   episodes (cgrpo_ros/testing/deploy_episodes.py EPISODE_OVERRIDES: publish_when_disabled
+   false, so each episode starts at rest at home; blend_time_s 0, so the policy drives from
+   the first step);
    the values the running server really used are read back and written to the JSON.
    Each of the same N goals: disable, wait for the server to brake to rest and go silent,
    /sim_bridge/reset, goal on /policy_server/goal, enable,
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "test")) if p not in sys.path]
+sys.path[:0] = [p for p in (str(ROOT),) if p not in sys.path]
 
 RESULTS_DIR = ROOT / "benchmarks" / "results" / "deploy_reach"
 # `cgrpo eval`'s default seed: the in-process figures here are the ones it prints.
@@ -69,13 +70,12 @@ def evaluate_deployed(
     model: Path, goals: Sequence[Sequence[float]], extra: Sequence[str]
 ) -> dict[str, Any]:
     """The same goals, deployed: sim_bridge + policy_server processes over DDS."""
-    from deploy_episodes import EPISODE_OVERRIDES, deploy_probe, deployment
-    from ros_helpers import isolated_ros_env
-
     from cgrpo_ros.cli.deploy import default_params_file
     from cgrpo_ros.nodes.policy_server import DECLARED_PARAMETERS
     from cgrpo_ros.robot.config import load_robot_config
     from cgrpo_ros.robot.reach_task import ReachTask
+    from cgrpo_ros.testing.deploy_episodes import EPISODE_OVERRIDES, deploy_probe, deployment
+    from cgrpo_ros.testing.ros_processes import isolated_ros_env
 
     robot = load_robot_config()
     task = ReachTask(robot)
@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deploy_reach: error: {err}", file=sys.stderr)
         return 2
     out = args.out or RESULTS_DIR / f"{model.stem}.json"
-    from deploy_episodes import evaluate_in_process
+    from cgrpo_ros.testing.deploy_episodes import evaluate_in_process
 
     start = time.monotonic()
     evaluated = evaluate_in_process(model, args.episodes, args.seed)

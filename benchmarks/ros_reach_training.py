@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "test")) if p not in sys.path]
+sys.path[:0] = [p for p in (str(ROOT),) if p not in sys.path]
 
 PARAMS_FILE = ROOT / "config" / "train_sim_robot.yaml"
 RESULTS_DIR = ROOT / "benchmarks" / "results" / "ros_reach"
@@ -36,14 +36,19 @@ ENV_ID = "cgrpo_ros/Arm7Reach-v0"
 
 
 def node_argv(module: str, name: str, params: dict[str, Any]) -> list[str]:
-    from ros_helpers import node_argv as shared_node_argv
+    from cgrpo_ros.testing.ros_processes import node_argv as shared_node_argv
 
     return shared_node_argv(PARAMS_FILE, module, name, params)
 
 
 def train_through_ros(run_dir: Path, iterations: int, steps: int, timeout_s: float) -> float:
     """Runs sim_bridge + learner + worker until the learner finishes; returns wall seconds."""
-    from ros_helpers import isolated_ros_env, process_output, start_node_process, stop_process
+    from cgrpo_ros.testing.ros_processes import (
+        isolated_ros_env,
+        process_output,
+        start_node_process,
+        stop_process,
+    )
 
     env = isolated_ros_env()
     learner_params = {"iterations": iterations, "steps_per_iteration": steps,

@@ -11,15 +11,14 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ros_helpers import isolated_ros_env, probe_node, wait_for
+from cgrpo_ros.testing.ros_processes import isolated_ros_env, probe_node, wait_for
 
 pytest.importorskip("rclpy")
-from deploy_checks import check_probe_policy_drives_the_arm
-from policy_fixtures import write_probe_policy
 from std_msgs.msg import String
 
 from cgrpo_ros.robot.config import load_robot_config
+from cgrpo_ros.testing.deploy_checks import check_probe_policy_drives_the_arm
+from cgrpo_ros.testing.policies import write_probe_policy
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ros_helpers import REPO_ROOT, isolated_ros_env
+from cgrpo_ros.testing.ros_processes import REPO_ROOT, isolated_ros_env
 
 pytest.importorskip("rclpy")
 pytestmark = pytest.mark.integration

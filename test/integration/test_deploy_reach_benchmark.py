@@ -9,6 +9,7 @@ the same definition. Trained policies are compared by the benchmark itself (docs
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,19 +17,25 @@ import numpy as np
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "test")]
-
 pytest.importorskip("rclpy")
-from deploy_episodes import EPISODE_OVERRIDES  # noqa: E402
-
-from benchmarks.deploy_reach import main  # noqa: E402
-from cgrpo_ros.core.config import CGRPOConfig  # noqa: E402
-from cgrpo_ros.session import TrainingSession  # noqa: E402
-from cgrpo_ros.tasks import TaskSpec  # noqa: E402
-from sim_bridge.envs import ENV_ID  # noqa: E402
+from cgrpo_ros.core.config import CGRPOConfig
+from cgrpo_ros.session import TrainingSession
+from cgrpo_ros.share import PACKAGE_ROOT as ROOT
+from cgrpo_ros.tasks import TaskSpec
+from cgrpo_ros.testing.deploy_episodes import EPISODE_OVERRIDES
+from sim_bridge.envs import ENV_ID
 
 pytestmark = pytest.mark.integration
+BENCHMARK = ROOT / "benchmarks" / "deploy_reach.py"
+
+
+def run_benchmark(*args: str) -> tuple[int, str]:
+    """The benchmark as a user runs it (its own process; tests never import benchmarks)."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARK), *args], capture_output=True, text=True, timeout=600
+    )
+    return result.returncode, result.stdout + result.stderr
+
 
 EPISODES = 2
 # Final fingertip distance, deployed vs in-process, per episode [m]. Measured < 1e-6 m with
@@ -49,15 +56,12 @@ def untrained_model(tmp_path: Path) -> Path:
     return path
 
 
-def test_deploy_reach_scores_success_in_process_and_deployed(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_deploy_reach_scores_success_in_process_and_deployed(tmp_path: Path) -> None:
     model = untrained_model(tmp_path)
     out = tmp_path / "result.json"
-    code = main(
-        ["--model", str(model), "--episodes", str(EPISODES), "--seed", "7", "--out", str(out)]
+    code, summary = run_benchmark(
+        "--model", str(model), "--episodes", str(EPISODES), "--seed", "7", "--out", str(out)
     )
-    summary = capsys.readouterr().out
     assert code == 0, summary
     assert "success rate in-process" in summary and str(out) in summary
     result = json.loads(out.read_text())
@@ -103,8 +107,8 @@ def test_deploy_reach_refuses_bad_arguments(tmp_path: Path) -> None:
     """Exit code 2 before anything starts: not a model, no file, no episodes."""
     bad = tmp_path / "not_onnx.onnx"
     bad.write_bytes(b"not a model")
-    assert main(["--model", str(bad), "--out", str(tmp_path / "x.json")]) == 2
-    assert main(["--model", str(tmp_path / "missing.onnx")]) == 2
+    assert run_benchmark("--model", str(bad), "--out", str(tmp_path / "x.json"))[0] == 2
+    assert run_benchmark("--model", str(tmp_path / "missing.onnx"))[0] == 2
     model = untrained_model(tmp_path)
-    assert main(["--model", str(model), "--episodes", "0"]) == 2
+    assert run_benchmark("--model", str(model), "--episodes", "0")[0] == 2
     assert not (tmp_path / "x.json").exists()

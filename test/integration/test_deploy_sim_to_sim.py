@@ -6,37 +6,33 @@ deployed arm runs in real time with DDS in between, and the server samples the j
 of a 100 Hz publisher at 50 Hz with an unsynchronised phase. The margin below covers that.
 
 Both nodes run as deploy.launch.py use_sim:=true starts them (config/deploy.yaml), with the
-two episode overrides of test/deploy_episodes.py (no hold while disabled, no blend-in); the
-same episodes and scoring as benchmarks/deploy_reach.py, which reports success rates.
+two episode overrides of cgrpo_ros/testing/deploy_episodes.py (no hold while disabled, no
+blend-in); the same episodes and scoring as benchmarks/deploy_reach.py, which reports success rates.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ros_helpers import isolated_ros_env
+from cgrpo_ros.testing.ros_processes import isolated_ros_env
 
 rclpy = pytest.importorskip("rclpy")
-from deploy_episodes import (  # noqa: E402
-    DeployProbe,
-    deploy_probe,
-    deployment,
-    evaluate_in_process,
-)
-
 from cgrpo_ros.core.config import CGRPOConfig  # noqa: E402
 from cgrpo_ros.core.policy_artifact import OnnxPolicy  # noqa: E402
 from cgrpo_ros.robot.config import load_robot_config  # noqa: E402
 from cgrpo_ros.robot.reach_task import ReachTask  # noqa: E402
 from cgrpo_ros.session import train_single_process  # noqa: E402
+from cgrpo_ros.testing.deploy_episodes import (  # noqa: E402
+    DeployProbe,
+    deploy_probe,
+    deployment,
+    evaluate_in_process,
+)
 from sim_bridge.envs import ENV_ID  # noqa: E402
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from package_layout import console_scripts
-from ros_helpers import isolated_ros_env
+
+from cgrpo_ros.testing.ros_processes import isolated_ros_env
 
 pytest.importorskip("rclpy")
 pytestmark = pytest.mark.integration

@@ -11,24 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ros_helpers import (
-    isolated_ros_env,
-    probe_node,
+from cgrpo_ros.testing.ros_processes import (
     process_output,
     start_node_process,
     stop_process,
@@ -36,16 +28,18 @@ from ros_helpers import (
 )
 
 rclpy = pytest.importorskip("rclpy")
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from std_msgs.msg import String, UInt8MultiArray  # noqa: E402
-from test_training_stack import ENV_ID, learner_argv, worker_argv  # noqa: E402
+from stack_helpers import (  # noqa: E402
+    ENV_ID,
+    learner_argv,
+    open_probe,
+    record_figure,
+    worker_argv,
+)
+from std_msgs.msg import UInt8MultiArray  # noqa: E402
 
 from cgrpo_ros.core.checkpoint import read_checkpoint  # noqa: E402
 from cgrpo_ros.wire import (  # noqa: E402
     WireFormatError,
-    decode_policy,
     decode_trajectory,
     from_uint8_msg,
 )
@@ -55,87 +49,6 @@ pytestmark = pytest.mark.integration
 STEPS = 4000  # per policy and iteration (~0.7 s each here): a SIGKILL lands mid-batch
 RUN_TIMEOUT_S = 100.0
 WAIT_S = 45.0  # process start (torch, MuJoCo, onnxruntime) + discovery on a loaded machine
-FIGURES = os.environ.get("CGRPO_RELIABILITY_FIGURES")  # JSON-lines file for the report script
-
-
-def record_figure(fault: str, **values: Any) -> None:
-    """Append one measurement for benchmarks/reliability_report.py (no-op unless it asked)."""
-    if FIGURES:
-        with open(FIGURES, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"fault": fault, **values}) + "\n")
-
-
-@dataclass
-class Probe:
-    """A test-side DDS participant recording the stack's status topics and policy frames."""
-
-    node: Node
-    executor: SingleThreadedExecutor
-    learner_status: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
-    worker_status: list[dict[str, Any]] = field(default_factory=list)
-    policies: list[tuple[int, int, bytes]] = field(default_factory=list)  # id, version, onnx
-
-    def spin(self, timeout: float) -> None:
-        self.executor.spin_once(timeout_sec=timeout)
-
-    def status(self) -> dict[str, Any]:
-        return self.learner_status[-1][1] if self.learner_status else {}
-
-    def wait_status(self, condition: Any, timeout: float = WAIT_S) -> bool:
-        return wait_for(lambda: condition(self.status()), timeout, self.spin)
-
-    def wait_policy_version(self, version: int, timeout: float = WAIT_S) -> bool:
-        return wait_for(lambda: any(v >= version for _, v, _ in self.policies), timeout, self.spin)
-
-    def wait_exit(self, proc: subprocess.Popen[bytes], timeout: float = RUN_TIMEOUT_S) -> bool:
-        return wait_for(lambda: proc.poll() is not None, timeout, self.spin)
-
-
-def _latched(depth: int) -> QoSProfile:
-    return QoSProfile(
-        depth=depth,
-        reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    )
-
-
-@contextmanager
-def open_probe(env: dict[str, str], name: str = "fault_probe") -> Iterator[Probe]:
-    """A probe node in its own rclpy context on `env`'s domain; always shut down."""
-    with probe_node(env, name) as (node, executor):
-        p = Probe(node=node, executor=executor)
-
-        def on_learner_status(msg: String) -> None:
-            p.learner_status.append((time.monotonic(), json.loads(msg.data)))
-
-        def on_policy(msg: UInt8MultiArray) -> None:
-            try:
-                frame = decode_policy(from_uint8_msg(msg))
-            except WireFormatError:
-                return  # a hostile-input test's own frames
-            p.policies.append((frame.policy_id, frame.policy_version, frame.onnx_bytes))
-
-        node.create_subscription(String, "/cgrpo/learner_status", on_learner_status, _latched(1))
-        node.create_subscription(
-            String, "/cgrpo/worker_status", lambda m: p.worker_status.append(json.loads(m.data)), 50
-        )
-        node.create_subscription(UInt8MultiArray, "/cgrpo/policies", on_policy, _latched(8))
-        yield p
-
-
-@pytest.fixture
-def ros_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    return use_isolated_env(monkeypatch)
-
-
-def use_isolated_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """A private domain for this test's nodes, also set for the test process's own probe."""
-    env = isolated_ros_env()
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
-        monkeypatch.setenv(key, env[key])
-    monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
-    monkeypatch.delenv("ROS_STATIC_PEERS", raising=False)
-    return env
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:

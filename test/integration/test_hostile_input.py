@@ -15,7 +15,6 @@ import ast
 import json
 import re
 import struct
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,20 +22,27 @@ from typing import Any
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ros_helpers import REPO_ROOT, process_output, start_node_process, stop_process, wait_for
+from cgrpo_ros.testing.ros_processes import (
+    REPO_ROOT,
+    process_output,
+    start_node_process,
+    stop_process,
+    wait_for,
+)
 
 rclpy = pytest.importorskip("rclpy")
 from rclpy.qos import QoSProfile  # noqa: E402
-from std_msgs.msg import UInt8MultiArray  # noqa: E402
-from test_faults import (  # noqa: E402
+from stack_helpers import (  # noqa: E402  # noqa: E402
+    ENV_ID,
     Probe,
-    _latched,
+    latched,
+    learner_argv,
+    make_batch,
     open_probe,
     record_figure,
-    use_isolated_env,
+    worker_argv,
 )
-from test_training_stack import ENV_ID, _batch, learner_argv, worker_argv  # noqa: E402
+from std_msgs.msg import UInt8MultiArray  # noqa: E402
 
 from cgrpo_ros.core.onnx_export import MAX_MODEL_BYTES  # noqa: E402
 from cgrpo_ros.wire import FORMAT_VERSION, encode_trajectory, to_uint8_msg  # noqa: E402
@@ -46,11 +52,6 @@ SEND_PERIOD_S = 0.05  # paced, so the counts are exact (a keep-last reader may d
 MAX_LOG_LINES = 12  # one per reason per 5 s: the whole flood takes a few seconds
 MAX_RSS_GROWTH_KB = 30 * 1024
 MAX_LOG_LINE_CHARS = 4096  # issue 19: what a sender puts in a frame is quoted bounded
-
-
-@pytest.fixture
-def ros_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    return use_isolated_env(monkeypatch)
 
 
 def hand_frame(
@@ -63,7 +64,7 @@ def hand_frame(
 
 
 def good_frame(policy_id: int, version: int, seq: int, worker: str = "hostile") -> bytes:
-    return encode_trajectory(_batch(STEPS), policy_id=policy_id, policy_version=version,
+    return encode_trajectory(make_batch(STEPS), policy_id=policy_id, policy_version=version,
                              worker_id=worker, seq=seq, task=ENV_ID)  # fmt: skip
 
 
@@ -96,7 +97,7 @@ def bad_trajectories(rng: np.random.Generator) -> list[tuple[str, bytes]]:
         ("malformed", with_reward(good_frame(0, 0, 200 + i), float("inf"))) for i in range(10)
     ]
     frames += [("unknown_policy", good_frame(7, 0, 300 + i)) for i in range(20)]
-    wrong_task = encode_trajectory(_batch(STEPS), policy_id=0, policy_version=0,
+    wrong_task = encode_trajectory(make_batch(STEPS), policy_id=0, policy_version=0,
                                    worker_id="hostile", seq=400, task="Hopper-v5")  # fmt: skip
     frames += [("wrong_task", wrong_task)] + [("duplicate", wrong_task) for _ in range(19)]
     frames += [("future_version", good_frame(1, 99, 500 + i)) for i in range(20)]
@@ -108,7 +109,7 @@ def bad_trajectories(rng: np.random.Generator) -> list[tuple[str, bytes]]:
 
 
 def _wrong_size(seq: int) -> bytes:
-    return encode_trajectory(_batch(STEPS // 2), policy_id=0, policy_version=0,
+    return encode_trajectory(make_batch(STEPS // 2), policy_id=0, policy_version=0,
                              worker_id="hostile", seq=seq, task=ENV_ID)  # fmt: skip
 
 
@@ -228,7 +229,7 @@ def test_worker_refuses_hostile_policy_frames_and_trains_on_good_ones(
             # Transient local to match the worker's reader; a keep-last writer may replace a
             # sample not yet acknowledged, so its history holds every frame (exact counts).
             pub = probe.node.create_publisher(
-                UInt8MultiArray, "/cgrpo/policies", _latched(len(frames) + 1)
+                UInt8MultiArray, "/cgrpo/policies", latched(len(frames) + 1)
             )
             # Our own probe subscribes too: wait for a second reader, the worker.
             assert wait_for(lambda: pub.get_subscription_count() > 1 and bool(probe.worker_status),

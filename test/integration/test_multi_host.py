@@ -16,19 +16,21 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ros_helpers import isolated_ros_env, process_output, start_node_process, stop_process
+from cgrpo_ros.testing.ros_processes import (
+    isolated_ros_env,
+    process_output,
+    start_node_process,
+    stop_process,
+)
 
 pytest.importorskip("rclpy")
-from test_faults import record_figure
-from test_training_stack import learner_argv, worker_argv
+from stack_helpers import learner_argv, record_figure, worker_argv
 
 pytestmark = pytest.mark.integration
 

@@ -6,23 +6,19 @@ stale) and records every command the server sends, then checks each one against 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ros_helpers import (
-    isolated_ros_env,
+from cgrpo_ros.testing.ros_processes import (
     probe_node,
     process_output,
     start_node_process,
@@ -31,83 +27,30 @@ from ros_helpers import (
 )
 
 rclpy = pytest.importorskip("rclpy")
-from policy_fixtures import (  # noqa: E402
-    joint_position_robot,
-    reach_task_spec,
-    write_constant_policy,
-)
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
+from server_helpers import (  # noqa: E402
+    DT,
+    FINGERTIP_TASK,
+    FINGERTIP_TASK_SPEC,
+    JOINT_TASK_SPEC,
+    ROBOT,
+    SERVER,
+    STARTUP_TIMEOUT_S,
+    STEP_TIMEOUT_S,
+    TASK,
+    Probe,
+    set_model_path,
+    write_constant_model,
+)
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
-from cgrpo_ros.robot.config import load_robot_config  # noqa: E402
-from cgrpo_ros.robot.reach_task import ReachTask  # noqa: E402
-from cgrpo_ros.tasks import TaskSpec  # noqa: E402
-
 pytestmark = pytest.mark.integration
-
-ROBOT = load_robot_config()
-# Most models here command joint positions (the server's safety behaviour is about joints);
-# one commands fingertip steps, the arm7 config's reach.action.
-TASK = ReachTask(joint_position_robot(ROBOT))
-FINGERTIP_TASK = ReachTask(ROBOT)
-JOINT_TASK_SPEC = reach_task_spec(joint_position_robot(ROBOT))
-FINGERTIP_TASK_SPEC = reach_task_spec(ROBOT)
-DT = ROBOT.control_period_s
-STARTUP_TIMEOUT_S = 40.0  # python + onnxruntime + torch import + discovery, loaded machine
-STEP_TIMEOUT_S = 8.0
-SERVER = "cgrpo_ros.nodes.policy_server"
-
-
-def write_constant_model(
-    path: Path, output: list[float], task: TaskSpec = JOINT_TASK_SPEC, **changes: Any
-) -> Path:
-    """An ONNX policy whose action_mean is `output` whatever the observation: a valid model
-    for `task` (test/policy_fixtures.py), with `changes` to its spec (names, bounds) applied."""
-    spec = dataclasses.replace(task, **changes) if changes else task
-    return write_constant_policy(path, output, spec, policy_version=3)
-
-
-@dataclass
-class Probe:
-    """The driver's side of the graph."""
-
-    node: Node
-    executor: SingleThreadedExecutor
-    commands: list[tuple[float, list[float]]] = field(default_factory=list)
-    statuses: list[dict[str, Any]] = field(default_factory=list)
-    state: JointState | None = None  # published at 100 Hz while set
-
-    def spin(self, timeout: float) -> None:
-        self.executor.spin_once(timeout_sec=timeout)
-
-    def status(self) -> dict[str, Any]:
-        return self.statuses[-1] if self.statuses else {}
-
-    def call(self, srv_type: Any, name: str, request: Any) -> Any:
-        client = self.node.create_client(srv_type, name)
-        try:
-            assert wait_for(client.service_is_ready, STARTUP_TIMEOUT_S, self.spin), name
-            future = client.call_async(request)
-            assert wait_for(future.done, STEP_TIMEOUT_S, self.spin), name
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
-
-    def run_for(self, seconds: float) -> None:
-        wait_for(lambda: False, seconds, self.spin, period=0.005)
 
 
 @pytest.fixture(scope="module")
-def ros_env() -> Iterator[dict[str, str]]:
-    env = isolated_ros_env()
-    with pytest.MonkeyPatch.context() as mp:
-        for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
-            mp.setenv(key, env[key])
-        mp.delenv("ROS_LOCALHOST_ONLY", raising=False)
-        yield env
+def ros_env(module_ros_env: dict[str, str]) -> dict[str, str]:
+    return module_ros_env  # one server and probe for the module's tests (test/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -395,17 +338,6 @@ def test_fingertip_policy_steps_the_fingertip_within_the_joint_limits(
     assert_within_limits([c for _, c in probe.commands])
 
 
-def set_model_path(probe: Probe, path: Path) -> None:
-    from rcl_interfaces.msg import Parameter as ParameterMsg
-    from rcl_interfaces.msg import ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
-
-    value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(path))
-    request = SetParameters.Request(parameters=[ParameterMsg(name="model_path", value=value)])
-    reply = probe.call(SetParameters, "/policy_server/set_parameters", request)
-    assert reply.results[0].successful, reply.results[0].reason
-
-
 @contextmanager
 def cpu_hogs(count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
     """`count` processes spinning a core each, killed on exit whatever happened."""
@@ -436,7 +368,7 @@ def test_commands_stay_within_the_limits_under_cpu_load(
     commands: list[tuple[int, list[float]]] = []
     statuses: list[dict[str, Any]] = []
     robot = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve().parents[1] / "joint_state_publisher.py"),
+        [sys.executable, "-m", "cgrpo_ros.testing.joint_state_publisher",
          "--rate", str(rate), "--seconds", "120"],
         env=ros_env, stdin=subprocess.DEVNULL,
     )  # fmt: skip

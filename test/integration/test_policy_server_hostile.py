@@ -24,9 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ros_helpers import (
-    isolated_ros_env,
+from cgrpo_ros.testing.ros_processes import (
     probe_node,
     process_output,
     start_node_process,
@@ -35,7 +33,6 @@ from ros_helpers import (
 )
 
 rclpy = pytest.importorskip("rclpy")
-from policy_fixtures import joint_position_robot, reach_task_spec, write_constant_policy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
@@ -43,6 +40,7 @@ from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from cgrpo_ros.robot.config import load_robot_config  # noqa: E402
+from cgrpo_ros.testing.policies import joint_position_robot, reach_task_spec, write_constant_policy  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -124,8 +122,8 @@ class Robot:
 
 
 @pytest.fixture(scope="module")
-def ros_env() -> Iterator[dict[str, str]]:
-    yield isolated_ros_env()
+def ros_env(module_ros_env: dict[str, str]) -> dict[str, str]:
+    return module_ros_env  # one server and probe for the module's tests (test/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ anything else naming why, and without keys says at start-up that it runs unsigne
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ros_helpers import (
-    isolated_ros_env,
+from cgrpo_ros.testing.ros_processes import (
     probe_node,
     process_output,
     start_node_process,
@@ -25,9 +22,7 @@ from ros_helpers import (
 )
 
 rclpy = pytest.importorskip("rclpy")
-from std_msgs.msg import String  # noqa: E402
-from std_srvs.srv import Trigger  # noqa: E402
-from test_policy_server import (  # noqa: E402
+from server_helpers import (  # noqa: E402
     ROBOT,
     SERVER,
     STARTUP_TIMEOUT_S,
@@ -35,6 +30,8 @@ from test_policy_server import (  # noqa: E402
     set_model_path,
     write_constant_model,
 )
+from std_msgs.msg import String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
 
 from cgrpo_ros.core.policy_artifact import OnnxPolicy  # noqa: E402
 from cgrpo_ros.core.signing import SigningKey, generate_key_pair, signature_path  # noqa: E402
@@ -97,13 +94,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def ros_env() -> Iterator[dict[str, str]]:
-    env = isolated_ros_env()
-    with pytest.MonkeyPatch.context() as mp:
-        for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
-            mp.setenv(key, env[key])
-        mp.delenv("ROS_LOCALHOST_ONLY", raising=False)
-        yield env
+def ros_env(module_ros_env: dict[str, str]) -> dict[str, str]:
+    return module_ros_env  # one server and probe for the module's tests (test/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ros_helpers import (
+from cgrpo_ros.testing.ros_processes import (
     REPO_ROOT,
     isolated_ros_env,
     process_output,
     start_node_process,
     stop_process,
 )
-from ros_helpers import (
+from cgrpo_ros.testing.ros_processes import (
     node_argv as shared_node_argv,
 )
 

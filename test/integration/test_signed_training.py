@@ -18,19 +18,21 @@ from __future__ import annotations
 import contextlib
 import json
 import struct
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ros_helpers import process_output, start_node_process, stop_process, wait_for
+from cgrpo_ros.testing.ros_processes import (
+    process_output,
+    start_node_process,
+    stop_process,
+    wait_for,
+)
 
 rclpy = pytest.importorskip("rclpy")
+from stack_helpers import ENV_ID, Probe, latched, learner_argv, make_batch, open_probe, worker_argv  # noqa: E402  # noqa: E402
 from std_msgs.msg import UInt8MultiArray  # noqa: E402
-from test_faults import Probe, _latched, open_probe, use_isolated_env  # noqa: E402
-from test_training_stack import ENV_ID, _batch, learner_argv, worker_argv  # noqa: E402
 
 from cgrpo_ros.core.onnx_export import export_policy_onnx  # noqa: E402
 from cgrpo_ros.core.policy import GaussianPolicy  # noqa: E402
@@ -55,11 +57,6 @@ WAIT_S = 45.0  # process start (torch, MuJoCo, onnxruntime) + discovery on a loa
 PACE_S = 0.1
 
 
-@pytest.fixture
-def ros_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    return use_isolated_env(monkeypatch)
-
-
 def forged_model(version: int) -> bytes:
     """A valid ONNX policy for the task (what an attacker can make without any key)."""
     task = TaskSpec.from_env(ENV_ID)
@@ -75,7 +72,8 @@ def policy_frame(onnx: bytes, version: int, signature: bytes | None) -> bytes:
 def trajectory(
     version: int, seq: int, key: SigningKey | None, worker: str = "test_worker"
 ) -> bytes:
-    return encode_trajectory(_batch(STEPS), policy_id=1, policy_version=version, worker_id=worker,
+    return encode_trajectory(make_batch(STEPS), policy_id=1, policy_version=version,
+                             worker_id=worker,
                              seq=seq, task=ENV_ID,
                              sign=None if key is None else key.sign_frame)  # fmt: skip
 
@@ -119,8 +117,8 @@ def test_worker_refuses_forged_policy_frames_and_training_goes_on_signed(
                 with contextlib.suppress(WireFormatError):  # the test's own forged frames
                     genuine.append(decode_policy(from_uint8_msg(msg)))
 
-            probe.node.create_subscription(UInt8MultiArray, "/cgrpo/policies", keep, _latched(8))
-            attacker = probe.node.create_publisher(UInt8MultiArray, "/cgrpo/policies", _latched(8))
+            probe.node.create_subscription(UInt8MultiArray, "/cgrpo/policies", keep, latched(8))
+            attacker = probe.node.create_publisher(UInt8MultiArray, "/cgrpo/policies", latched(8))
             batches = probe.node.create_publisher(UInt8MultiArray, "/cgrpo/trajectories", 10)
 
             def send(pub: Any, frames: list[bytes]) -> None:
@@ -233,7 +231,7 @@ def test_without_keys_the_same_forged_frame_is_run(ros_env: dict[str, str]) -> N
     )
     try:
         with open_probe(ros_env, "control_probe") as probe:
-            attacker = probe.node.create_publisher(UInt8MultiArray, "/cgrpo/policies", _latched(2))
+            attacker = probe.node.create_publisher(UInt8MultiArray, "/cgrpo/policies", latched(2))
             assert wait_for(
                 lambda: attacker.get_subscription_count() > 1 and bool(probe.worker_status),
                 WAIT_S, probe.spin,

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 # test/ holds the shared helpers; harmless once pytest's pythonpath includes it.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ros_helpers import (
+from cgrpo_ros.testing.ros_processes import (
     isolated_ros_env,
     probe_node,
     process_output,

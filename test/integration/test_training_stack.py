@@ -11,56 +11,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ros_helpers import (
-    REPO_ROOT,
-    isolated_ros_env,
+from cgrpo_ros.testing.ros_processes import (
     probe_node,
     process_output,
     start_node_process,
     stop_process,
     wait_for,
 )
-from ros_helpers import (
-    node_argv as shared_node_argv,
-)
 
 rclpy = pytest.importorskip("rclpy")
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from stack_helpers import (  # noqa: E402
+    ENV_ID,
+    learner_argv,
+    make_batch,
+    worker_argv,
+)
 from std_msgs.msg import String, UInt8MultiArray  # noqa: E402
 
-from cgrpo_ros.core.buffers import RolloutBatch  # noqa: E402
 from cgrpo_ros.wire import encode_trajectory, to_uint8_msg  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
-ENV_ID = "InvertedPendulum-v5"  # obs 4, act 1: the cheapest MuJoCo task
-PARAMS_FILE = REPO_ROOT / "config" / "train_sim.yaml"
 RUN_TIMEOUT_S = 150.0  # process start (torch, MuJoCo) + DDS discovery + updates, loaded machine
 WAIT_S = 60.0
-FAST = {"cgrpo.epochs": 1, "cgrpo.kmeans_n_init": 1}  # the loop is under test, not learning
-
-
-def node_argv(module: str, name: str, params: dict[str, Any]) -> list[str]:
-    """As `cgrpo train-sim` does: the shared parameter file, then node-specific overrides."""
-    return shared_node_argv(PARAMS_FILE, module, name, params)
-
-
-def learner_argv(run_dir: Path, **params: Any) -> list[str]:
-    base = {"env_id": ENV_ID, "num_policies": 2, "num_groups": 2, "iterations": 2,
-            "steps_per_iteration": 128, "run_dir": str(run_dir), **FAST}  # fmt: skip
-    return node_argv("cgrpo_ros.nodes.learner", "learner", {**base, **params})
-
-
-def worker_argv(name: str, policy_ids: list[int], **params: Any) -> list[str]:
-    base = {"env_id": ENV_ID, "num_policies": 2, "steps_per_iteration": 128}
-    base.update(policy_ids=policy_ids, **params)
-    return node_argv("cgrpo_ros.nodes.rollout_worker", name, base)
 
 
 @dataclass
@@ -73,15 +51,6 @@ class Probe:
 
     def spin(self, timeout: float) -> None:
         self.executor.spin_once(timeout_sec=timeout)
-
-
-@pytest.fixture
-def ros_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    env = isolated_ros_env()
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
-        monkeypatch.setenv(key, env[key])
-    monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
-    return env
 
 
 @pytest.fixture
@@ -174,21 +143,6 @@ def test_train_sim_command_with_two_workers(ros_env: dict[str, str], tmp_path: P
     assert cgrpo_main(["verify", str(run_dir / "policy_1.onnx"), "--trusted-keys", pub]) == 0
 
 
-def _batch(steps: int, obs_dim: int = 4, act_dim: int = 1) -> RolloutBatch:
-    rng = np.random.default_rng(0)
-    dones = np.zeros(steps, bool)
-    dones[steps // 2 - 1] = dones[-1] = True
-    return RolloutBatch(
-        obs=rng.standard_normal((steps, obs_dim)).astype(np.float32),
-        actions=rng.standard_normal((steps, act_dim)).astype(np.float32),
-        rewards=np.ones(steps, np.float32),
-        dones=dones,
-        terminated=np.zeros(steps, bool),
-        episode_returns=np.array([steps / 2, steps / 2]),
-        episode_lengths=np.array([steps // 2, steps // 2]),
-    )
-
-
 def test_learner_rejects_bad_trajectories_and_keeps_going(
     ros_env: dict[str, str], probe: Probe, tmp_path: Path
 ) -> None:
@@ -197,7 +151,7 @@ def test_learner_rejects_bad_trajectories_and_keeps_going(
     pub = probe.node.create_publisher(UInt8MultiArray, "/cgrpo/trajectories", 20)
 
     def send(policy_id: int, version: int, seq: int, steps: int = 64, worker: str = "t") -> None:
-        frame = encode_trajectory(_batch(steps), policy_id=policy_id, policy_version=version,
+        frame = encode_trajectory(make_batch(steps), policy_id=policy_id, policy_version=version,
                                   worker_id=worker, seq=seq, task=ENV_ID)  # fmt: skip
         pub.publish(to_uint8_msg(frame))
 
@@ -249,7 +203,7 @@ def test_same_state_groups_through_the_stack(
     try:
         assert wait_for(lambda: pub.get_subscription_count() > 0 and bool(probe.learner_status),
                         WAIT_S, probe.spin), process_output(learner)  # fmt: skip
-        plain = encode_trajectory(_batch(128), policy_id=0, policy_version=0, worker_id="t",
+        plain = encode_trajectory(make_batch(128), policy_id=0, policy_version=0, worker_id="t",
                                   seq=1, task=ENV_ID)  # fmt: skip
         pub.publish(to_uint8_msg(plain))
         worker = start_node_process(worker_argv("rollout_worker_0", [0, 1]), ros_env)

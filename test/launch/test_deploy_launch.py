@@ -7,7 +7,8 @@ elsewhere. In a sourced workspace (pytest 8.x: launch_testing's plugin does not 
 The test takes no launch arguments of its own: it writes the model into a temporary folder
 (removed at the end) and passes `model_path:=<it> use_sim:=true` to the launch file, which it
 finds in the installed share (ament_index), as `ros2 launch cgrpo_ros deploy.launch.py` does.
-The model and the checks are test/policy_fixtures.py and test/deploy_checks.py, which
+The model and the checks are cgrpo_ros/testing/policies.py and
+cgrpo_ros/testing/deploy_checks.py, which
 test/integration/test_cgrpo_deploy.py runs in CI against `cgrpo deploy --use-sim`.
 """
 
@@ -31,14 +32,14 @@ import launch_testing
 import launch_testing.actions
 import launch_testing.asserts
 from ament_index_python.packages import get_package_share_directory
-from deploy_checks import check_probe_policy_drives_the_arm
 from launch import LaunchDescription
 from launch.actions import GroupAction, IncludeLaunchDescription, SetEnvironmentVariable
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from policy_fixtures import write_probe_policy
-from ros_helpers import probe_node, unique_domain_id
 
 from cgrpo_ros.robot.config import load_robot_config
+from cgrpo_ros.testing.deploy_checks import check_probe_policy_drives_the_arm
+from cgrpo_ros.testing.policies import write_probe_policy
+from cgrpo_ros.testing.ros_processes import probe_node, unique_domain_id
 
 ROBOT = load_robot_config()
 # The stack's own DDS domain, localhost only; the probe below joins it.

@@ -15,15 +15,14 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("ros2launch", reason="ros2launch is not installed (needs a ROS 2 install)")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-from ros_helpers import unique_domain_id
+
+from cgrpo_ros.testing.ros_processes import unique_domain_id
 
 try:
     get_package_share_directory("cgrpo_ros")

@@ -34,7 +34,8 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import GroupAction, IncludeLaunchDescription, SetEnvironmentVariable
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from ros_helpers import unique_domain_id
+
+from cgrpo_ros.testing.ros_processes import unique_domain_id
 
 UPDATE_TIMEOUT_S = 180.0
 ITERATIONS = 50

@@ -142,7 +142,7 @@ def test_every_node_renders_untrusted_content_through_the_bounded_renderer(modul
 def builder(tmp_path_factory: pytest.TempPathFactory) -> ObservationBuilder:
     """The reach policy's builder as the server loads it (with the robot's goal box)."""
     sys.path.insert(0, str(REPO / "test"))
-    from policy_fixtures import write_probe_policy
+    from cgrpo_ros.testing.policies import write_probe_policy
 
     path = write_probe_policy(tmp_path_factory.mktemp("m") / "p.onnx", ROBOT)
     return load_policy_runtime(path, ROBOT).builder

@@ -29,10 +29,16 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from ros_helpers import probe_node, process_output, start_node_process, stop_process, wait_for
 
 from cgrpo_ros.robot.config import RobotConfig
 from cgrpo_ros.robot.reach_task import ReachTask
+from cgrpo_ros.testing.ros_processes import (
+    probe_node,
+    process_output,
+    start_node_process,
+    stop_process,
+    wait_for,
+)
 
 STARTUP_TIMEOUT_S = 40.0
 SERVICE_TIMEOUT_S = 10.0
@@ -253,7 +259,7 @@ class DeployProbe:
             value = parameter_value_to_python(reply.values[0]) if reply.values else None
             # Array parameters come back as array.array: plain lists, for JSON.
             plain = value is None or isinstance(value, bool | int | float | str)
-            result[name] = value if plain else list(value)
+            result[name] = value if plain else list(value)  # type: ignore[arg-type]
         return result
 
     def wait_started(self, deployed: Deployment) -> None:

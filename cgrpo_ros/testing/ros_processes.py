@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:  # rclpy is imported lazily, so this module loads without a ROS install
+    import pytest
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from cgrpo_ros.share import PACKAGE_ROOT as REPO_ROOT  # the checkout (or site-packages)
+
 # Valid Fast DDS domain ids on Linux are 0..101 (ports grow with the id); 0 is the default
 # domain used by people's interactive sessions, so tests stay off it.
 _MIN_DOMAIN, _MAX_DOMAIN = 1, 101
@@ -59,6 +61,16 @@ def isolated_ros_env(
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYTHONUNBUFFERED"] = "1"  # log lines reach the output file when they are written
     env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
+    return env
+
+
+def use_isolated_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A private domain for this test's nodes, also set for the test process's own probe."""
+    env = isolated_ros_env()
+    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
+    monkeypatch.delenv("ROS_STATIC_PEERS", raising=False)
     return env
 
 

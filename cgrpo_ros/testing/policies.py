@@ -67,9 +67,11 @@ def write_constant_policy(
             f"takes {task.act_dim}: {task.action_names}"
         )
     policy = GaussianPolicy(task.obs_dim, task.act_dim, hidden, 0.0)
+    output_layer = policy.mean_net[-1]
+    assert isinstance(output_layer, torch.nn.Linear)
     with torch.no_grad():
-        policy.mean_net[-1].weight.zero_()
-        policy.mean_net[-1].bias.copy_(torch.tensor([float(a) for a in action_mean]))
+        output_layer.weight.zero_()
+        output_layer.bias.copy_(torch.tensor([float(a) for a in action_mean]))
     path.write_bytes(export_policy_onnx(policy, task.policy_metadata(0, policy_version)))
     return path
 
@@ -82,8 +84,10 @@ def probe_action(robot: RobotConfig) -> list[float]:
     if mode == "joint_position":
         target = robot.home_array.copy()
         target[0] += PROBE_JOINT_OFFSET_RAD
-        return np.clip(target, robot.lower, robot.upper).tolist()
-    raise ValueError(f"reach.action = {mode!r}: add its probe action to test/policy_fixtures.py")
+        return [float(x) for x in np.clip(target, robot.lower, robot.upper)]
+    raise ValueError(
+        f"reach.action = {mode!r}: add its probe action to cgrpo_ros/testing/policies.py"
+    )
 
 
 def write_probe_policy(path: Path, robot: RobotConfig | None = None) -> Path:

@@ -1,6 +1,6 @@
 """A simulated robot driver: /joint_states at a fixed rate from its own process.
 
-    python test/joint_state_publisher.py --rate 500 --seconds 60
+    python -m cgrpo_ros.testing.joint_state_publisher --rate 500 --seconds 60
 
 Publishes on absolute deadlines (like a driver's control loop, unlike an rclpy timer spun by
 a Python executor), each message stamped with the wall clock just before it is published, at
@@ -14,9 +14,6 @@ import argparse
 import signal
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def publish_joint_states(rate: float, seconds: float) -> None:

@@ -1,6 +1,6 @@
 """The deploy stack's end-to-end check, shared by `cgrpo deploy --use-sim` (CI,
 test/integration/test_cgrpo_deploy.py) and `deploy.launch.py use_sim:=true` (launch_testing,
-test/launch/test_deploy_launch.py): the same model (test/policy_fixtures.py), the same
+test/launch/test_deploy_launch.py): the same model (cgrpo_ros/testing/policies.py), the same
 expectations, so what the launch test checks is checked in CI too.
 
 With the probe policy loaded: the simulated arm publishes /joint_states, the server holds it
@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from policy_fixtures import follows_probe_action
 
 from cgrpo_ros.robot.config import RobotConfig
+from cgrpo_ros.testing.policies import follows_probe_action
 
 HOLD_TOLERANCE_RAD = 1e-2
 
