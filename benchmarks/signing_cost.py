@@ -29,30 +29,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cgrpo_ros import wire
-from cgrpo_ros.core.buffers import RolloutBatch
 from cgrpo_ros.core.cgrpo import CGRPO
 from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.core.onnx_export import export_policy_onnx
 from cgrpo_ros.core.policy_artifact import OnnxPolicy
 from cgrpo_ros.core.signing import SigningKey, TrustedKeys, check_claims
 from cgrpo_ros.tasks import TaskSpec
+from cgrpo_ros.testing.batches import synthetic_batch
 
 ENV_ID = "HalfCheetah-v5"
-
-
-def make_batch(steps: int, obs_dim: int, act_dim: int, seed: int) -> RolloutBatch:
-    rng = np.random.default_rng(seed)
-    dones = np.zeros(steps, bool)
-    dones[999::1000] = True
-    return RolloutBatch(
-        obs=rng.standard_normal((steps, obs_dim)).astype(np.float32),
-        actions=rng.standard_normal((steps, act_dim)).astype(np.float32),
-        rewards=rng.standard_normal(steps).astype(np.float32),
-        dones=dones,
-        terminated=np.zeros(steps, bool),
-        episode_returns=np.ones(int(dones.sum())),
-        episode_lengths=np.full(int(dones.sum()), 1000, np.int64),
-    )
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -98,7 +83,7 @@ def main() -> None:
         check_claims(verified, {"policy_id": 0, "policy_version": 7}, "policy")
         check_claims(verified, claims, "policy")  # after onnxruntime, in the node
 
-    batch = make_batch(args.steps, task.obs_dim, task.act_dim, 0)
+    batch = synthetic_batch(args.steps, task.obs_dim, task.act_dim, 0)
     plain = wire.encode_trajectory(batch, policy_id=0, policy_version=7, worker_id="w", seq=1,
                                    task=ENV_ID)  # fmt: skip
     signed = wire.encode_trajectory(batch, policy_id=0, policy_version=7, worker_id="w", seq=1,
@@ -124,7 +109,7 @@ def main() -> None:
             lambda: OnnxPolicy(onnx), max(10, args.repeats // 10)
         ),
     }
-    batches = [make_batch(args.steps, task.obs_dim, task.act_dim, i) for i in range(n)]
+    batches = [synthetic_batch(args.steps, task.obs_dim, task.act_dim, i) for i in range(n)]
     started = time.perf_counter()
     algo.update(batches)
     update_s = time.perf_counter() - started

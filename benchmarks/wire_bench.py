@@ -23,23 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cgrpo_ros import wire
 from cgrpo_ros.core.buffers import RolloutBatch
+from cgrpo_ros.testing.batches import synthetic_batch
 
 OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah-v5
-
-
-def make_batch(steps: int) -> RolloutBatch:
-    rng = np.random.default_rng(0)
-    dones = np.zeros(steps, bool)
-    dones[999::1000] = True
-    return RolloutBatch(
-        obs=rng.standard_normal((steps, OBS_DIM)).astype(np.float32),
-        actions=rng.standard_normal((steps, ACT_DIM)).astype(np.float32),
-        rewards=rng.standard_normal(steps).astype(np.float32),
-        dones=dones,
-        terminated=np.zeros(steps, bool),
-        episode_returns=np.ones(int(dones.sum())),
-        episode_lengths=np.full(int(dones.sum()), 1000, np.int64),
-    )
 
 
 def percentiles(samples_s: list[float]) -> str:
@@ -156,7 +142,7 @@ def main() -> None:
     env = dict(os.environ)
     env.update(ROS_DOMAIN_ID=str(args.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     os.environ.update(ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"], ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    batch = make_batch(args.steps)
+    batch = synthetic_batch(args.steps, OBS_DIM, ACT_DIM)
     bench_codec(batch, args.iterations)
     bench_dds(batch, args.iterations, env)
 

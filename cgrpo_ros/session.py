@@ -22,8 +22,15 @@ from cgrpo_ros.core.buffers import RolloutBatch
 from cgrpo_ros.core.cgrpo import CGRPO, IterationMetrics
 from cgrpo_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cgrpo_ros.core.config import CGRPOConfig
-from cgrpo_ros.core.onnx_export import OnnxPolicy, PolicyMetadata, export_policy_onnx
-from cgrpo_ros.core.rollout import GroupRolloutCollector, GroupSettings, RolloutCollector
+from cgrpo_ros.core.onnx_export import export_policy_onnx
+from cgrpo_ros.core.policy_artifact import OnnxPolicy, PolicyMetadata
+from cgrpo_ros.core.rollout import (
+    GroupRolloutCollector,
+    GroupSettings,
+    RolloutCollector,
+    collector_seed,
+    sampling_rng,
+)
 from cgrpo_ros.core.signing import SigningKey, write_artifact
 from cgrpo_ros.run_logging import (
     RunLogger,
@@ -111,17 +118,18 @@ class TrainingSession:
             self.resumed_from = path
             self.env_steps = int(extra.get("env_steps", 0))
             self.wall_offset = float(extra.get("wall_s", 0.0))
-            self.best_return = float(extra.get("best_return", -math.inf))
-            self.best_returns = [float(x) for x in extra.get("best_returns", self.best_returns)]
-            self.final_returns = [float(x) for x in extra.get("final_returns", self.final_returns)]
+            self.best_return = _return_or(extra.get("best_return"))
+            self.best_returns = [_return_or(x) for x in extra.get("best_returns", [])] or (
+                self.best_returns
+            )
+            self.final_returns = [
+                _return_or(x, math.nan) for x in extra.get("final_returns", [])
+            ] or self.final_returns
             self.reports_success = bool(extra.get("reports_success", False))
-            # Rates are in [0, 1]; the checkpoint stores "not measured" as -1 (no nan in JSON).
             self.final_success_rates = [
-                float(x) if x >= 0 else math.nan
-                for x in extra.get("final_success_rates", self.final_success_rates)
-            ]
-            best_rate = float(extra.get("best_success_rate", -1.0))
-            self.best_success_rate = best_rate if best_rate >= 0 else math.nan
+                _rate_or_nan(x) for x in extra.get("final_success_rates", [])
+            ] or self.final_success_rates
+            self.best_success_rate = _rate_or_nan(extra.get("best_success_rate"))
             best = extra.get("best_policy")
             self.best_policy = (int(best[0]), int(best[1])) if best else None
             return
@@ -236,22 +244,18 @@ class TrainingSession:
         latest = directory / CHECKPOINT_NAME
         if latest.exists():
             latest.replace(directory / PREVIOUS_CHECKPOINT_NAME)
+        # "Not measured yet" (-inf best, nan rate) is null: nan and inf are not valid JSON.
         extra = {
             "env_steps": self.env_steps,
             "wall_s": self.wall_s,
-            "best_return": self.best_return if math.isfinite(self.best_return) else -1e300,
-            "best_returns": [x if math.isfinite(x) else -1e300 for x in self.best_returns],
-            "final_returns": [x if math.isfinite(x) else -1e300 for x in self.final_returns],
+            "best_return": _finite_or_none(self.best_return),
+            "best_returns": [_finite_or_none(x) for x in self.best_returns],
+            "final_returns": [_finite_or_none(x) for x in self.final_returns],
             "best_policy": list(self.best_policy) if self.best_policy else None,
             "task": self.task.env_id,
             "reports_success": self.reports_success,
-            # -1 stands for "not measured yet" (nan is not valid JSON in the checkpoint).
-            "final_success_rates": [
-                x if math.isfinite(x) else -1.0 for x in self.final_success_rates
-            ],
-            "best_success_rate": (
-                self.best_success_rate if math.isfinite(self.best_success_rate) else -1.0
-            ),
+            "final_success_rates": [_finite_or_none(x) for x in self.final_success_rates],
+            "best_success_rate": _finite_or_none(self.best_success_rate),
         }
         save_checkpoint(latest, self.algo, extra)
         return latest
@@ -288,7 +292,24 @@ class TrainingSession:
 
 
 def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) and value > -1e299 else None
+    return value if math.isfinite(value) else None
+
+
+# Checkpoints written before 2026-12 stored "not measured" as -1e300 (returns) and -1 (rates);
+# they still resume.
+_OLD_RETURN_SENTINEL = -1e299
+
+
+def _return_or(value: float | None, missing: float = -math.inf) -> float:
+    """A checkpoint's return: null (or an old sentinel) is `missing` (-inf: nothing yet)."""
+    if value is None or float(value) <= _OLD_RETURN_SENTINEL:
+        return missing
+    return float(value)
+
+
+def _rate_or_nan(value: float | None) -> float:
+    """A checkpoint's success rate in [0, 1]; null (or the old -1) is nan, not measured."""
+    return math.nan if value is None or float(value) < 0 else float(value)
 
 
 def make_collector(
@@ -336,11 +357,11 @@ def train_single_process(
         make_collector(
             env_id,
             GroupSettings.from_config(session.config),
-            seed * 1000 + i + session.iteration * n,
+            collector_seed(seed, i, session.iteration, n),
         )
         for i in range(n)
     ]
-    rngs = [np.random.default_rng([seed, i, session.iteration]) for i in range(n)]
+    rngs = [sampling_rng(seed, i, session.iteration) for i in range(n)]
     while session.iteration < iterations:
         started = time.perf_counter()
         batches = []

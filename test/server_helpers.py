@@ -23,6 +23,7 @@ from cgrpo_ros.testing.policies import (
     write_constant_policy,
 )
 from cgrpo_ros.testing.ros_processes import (
+    call_service,
     wait_for,
 )
 
@@ -81,14 +82,9 @@ class Probe:
         return self.statuses[-1] if self.statuses else {}
 
     def call(self, srv_type: Any, name: str, request: Any) -> Any:
-        client = self.node.create_client(srv_type, name)
-        try:
-            assert wait_for(client.service_is_ready, STARTUP_TIMEOUT_S, self.spin), name
-            future = client.call_async(request)
-            assert wait_for(future.done, STEP_TIMEOUT_S, self.spin), name
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        return call_service(
+            self.node, self.spin, srv_type, name, request, STARTUP_TIMEOUT_S, STEP_TIMEOUT_S
+        )
 
     def run_for(self, seconds: float) -> None:
         wait_for(lambda: False, seconds, self.spin, period=0.005)

@@ -93,7 +93,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Checkpoint -> ONNX artifact (the file deploy.launch.py and policy_server load)."""
     from cgrpo_ros.core.checkpoint import load_checkpoint
-    from cgrpo_ros.core.onnx_export import OnnxPolicy, export_policy_onnx
+    from cgrpo_ros.core.onnx_export import export_policy_onnx
+    from cgrpo_ros.core.policy_artifact import OnnxPolicy
     from cgrpo_ros.core.signing import signature_path, write_artifact
     from cgrpo_ros.tasks import TaskSpec
 

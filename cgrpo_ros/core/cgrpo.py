@@ -259,7 +259,7 @@ class CGRPO:
         started = time.perf_counter()
         stats = self._optimise(batches, norm.advantages, groups, epsilons)
         metrics.update_seconds = time.perf_counter() - started
-        metrics.diversity = stats.pop("diversity")[0]
+        metrics.diversity = stats.diversity
 
         # The observation normaliser moves only after the gradient steps, so that the old
         # log-probabilities above were computed with the statistics the workers acted with.
@@ -287,11 +287,11 @@ class CGRPO:
                     action_variance=feat.action_variance,
                     kl_to_reference=feat.kl_to_reference,
                     clip_epsilon=epsilons[i],
-                    clip_fraction=stats["clip_fraction"][i],
-                    approx_kl=stats["approx_kl"][i],
-                    surrogate=stats["surrogate"][i],
-                    smoothness=stats["smoothness"][i],
-                    reference_kl_loss=stats["reference_kl"][i],
+                    clip_fraction=stats.clip_fraction[i],
+                    approx_kl=stats.approx_kl[i],
+                    surrogate=stats.surrogate[i],
+                    smoothness=stats.smoothness[i],
+                    reference_kl_loss=stats.reference_kl[i],
                 )
             )
         self.iteration += 1
@@ -343,7 +343,7 @@ class CGRPO:
         advantages: Sequence[npt.NDArray[np.float64]],
         groups: npt.NDArray[np.int64],
         epsilons: Sequence[float],
-    ) -> dict[str, list[float]]:
+    ) -> _UpdateStats:
         """Minimise -L^CGRPO + L_smooth + L_diversity (+ reference KL) for all policies (Eq. 12).
 
         All policies step together on minibatches of equal count, because Eq. 11 couples them.
@@ -399,9 +399,8 @@ class CGRPO:
                 sums += stats
                 count += 1
         means = (sums / max(count, 1)).tolist()
-        result = {key: means[k] for k, key in enumerate(_LOSS_STATS)}
-        result["diversity"] = [float(diversity_total) / max(count, 1)]
-        return result
+        per_policy = dict(zip(_LOSS_STATS, means, strict=True))
+        return _UpdateStats(**per_policy, diversity=float(diversity_total) / max(count, 1))
 
     def _total_loss(
         self, minibatch: _Minibatch, epsilon: torch.Tensor, members: list[list[int]] | None
@@ -471,6 +470,19 @@ class CGRPO:
 
 
 _LOSS_STATS = ("clip_fraction", "approx_kl", "surrogate", "smoothness", "reference_kl")
+
+
+@dataclass(frozen=True)
+class _UpdateStats:
+    """What `_optimise` measured, averaged over its gradient steps: per policy (lists of N, in
+    _LOSS_STATS order, the rows of `_policy_losses`' diagnostics) and Eq. 11's penalty."""
+
+    clip_fraction: list[float]
+    approx_kl: list[float]
+    surrogate: list[float]
+    smoothness: list[float]
+    reference_kl: list[float]
+    diversity: float
 
 
 @dataclass

@@ -11,8 +11,6 @@ import numpy.typing as npt
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
-FEATURE_NAMES = ("mean_reward", "entropy", "action_variance", "kl_to_reference")
-
 
 class TrajectoryFeatures(NamedTuple):
     """phi_i of Eq. 4 for one policy."""

@@ -15,21 +15,7 @@ import torch
 from torch import nn
 
 from cgrpo_ros.core.policy import GaussianPolicy
-from cgrpo_ros.core.policy_artifact import (
-    MAX_MODEL_BYTES,
-    OnnxPolicy,
-    PolicyArtifactError,
-    PolicyMetadata,
-)
-
-__all__ = [
-    "MAX_MODEL_BYTES",
-    "OPSET",
-    "OnnxPolicy",
-    "PolicyArtifactError",
-    "PolicyMetadata",
-    "export_policy_onnx",
-]
+from cgrpo_ros.core.policy_artifact import PolicyArtifactError, PolicyMetadata
 
 OPSET = 17
 

@@ -9,7 +9,6 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
-from torch.distributions import Normal
 
 # Normalised observations are clipped so that one outlier cannot saturate the tanh layers.
 OBS_CLIP = 10.0
@@ -112,10 +111,6 @@ class GaussianPolicy(nn.Module):
         result: torch.Tensor = self.mean_net(self.normalizer(obs))
         return result
 
-    def distribution(self, obs: torch.Tensor) -> Normal:
-        mean = self.forward(obs)
-        return Normal(mean, self.log_std.exp().expand_as(mean))
-
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log pi(a|s), summed over action dimensions."""
         mean = self.forward(obs)
@@ -124,17 +119,6 @@ class GaussianPolicy(nn.Module):
     def entropy(self) -> torch.Tensor:
         """H(pi) of the diagonal Gaussian: state-independent because log_std is."""
         return gaussian_entropy(self.log_std)
-
-    @torch.no_grad()
-    def act(
-        self, obs: npt.NDArray[np.float32], generator: torch.Generator | None = None
-    ) -> npt.NDArray[np.float32]:
-        """Sample one action per observation row (training-time exploration)."""
-        obs_t = torch.as_tensor(obs, dtype=torch.float32)
-        mean = self.forward(obs_t)
-        noise = torch.randn(mean.shape, generator=generator)
-        action = mean + self.log_std.exp() * noise
-        return action.numpy().astype(np.float32)
 
 
 def stacked_mean_forward(

@@ -16,6 +16,20 @@ from cgrpo_ros.core.config import CGRPOConfig
 ActFn = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 
 
+def collector_seed(seed: int, policy_id: int, version: int, num_policies: int) -> int:
+    """The env seed of policy `policy_id`'s collector, created when the run is at `version`.
+
+    The single-process trainer and a ROS rollout worker both use it (and `sampling_rng`), so
+    one run is reproducible either way and a resumed run does not replay its first episodes.
+    """
+    return seed * 1000 + policy_id + version * num_policies
+
+
+def sampling_rng(seed: int, policy_id: int, version: int) -> np.random.Generator:
+    """The generator of policy `policy_id`'s exploration noise, from `version` on."""
+    return np.random.default_rng([seed, policy_id, version])
+
+
 class RolloutCollector:
     """Steps one environment with a policy, T steps at a time, across episode boundaries.
 
@@ -40,7 +54,6 @@ class RolloutCollector:
         self._obs = np.asarray(obs, dtype=np.float32)
         self._episode_return = 0.0
         self._episode_length = 0
-        self.total_steps = 0
         self.reports_success = False
         self.episode_successes: list[bool] | None = None
 
@@ -69,7 +82,6 @@ class RolloutCollector:
             self._obs = np.asarray(next_obs, dtype=np.float32)
             if term or trunc:
                 self.end_episode(info, episode_returns, episode_lengths, successes)
-        self.total_steps += num_steps
         self.episode_successes = successes if self.reports_success else None
         return RolloutBatch(
             obs=obs,
@@ -305,8 +317,7 @@ class GroupRolloutCollector:
                     if ended:
                         inner.end_episode(info, episode_returns, episode_lengths, successes)
             point += 1
-        self.total_steps += num_steps
-        inner.total_steps += num_steps
+        self.total_steps += num_steps  # every branch step, the env-step budget's count
         inner.episode_successes = successes if inner.reports_success else None
         return RolloutBatch(
             obs=obs,

@@ -32,7 +32,14 @@ from std_msgs.msg import String, UInt8MultiArray
 from cgrpo_ros.bounded import bounded_text
 from cgrpo_ros.core.buffers import RolloutBatch
 from cgrpo_ros.core.policy_artifact import MAX_MODEL_BYTES, OnnxPolicy, PolicyArtifactError
-from cgrpo_ros.core.rollout import ActFn, GroupRolloutCollector, GroupSettings, RolloutCollector
+from cgrpo_ros.core.rollout import (
+    ActFn,
+    GroupRolloutCollector,
+    GroupSettings,
+    RolloutCollector,
+    collector_seed,
+    sampling_rng,
+)
 from cgrpo_ros.core.run_shape import WORKER_SHAPE_FIELDS
 from cgrpo_ros.core.signing import SignatureError, check_claims, check_not_replayed
 from cgrpo_ros.nodes.params import (
@@ -118,8 +125,7 @@ class GymBackend:
         from cgrpo_ros.session import make_collector
 
         if policy_id not in self.collectors:
-            # The single-process trainer's seeds, so one run is reproducible either way.
-            env_seed = self.seed * 1000 + policy_id + version * self.num_policies
+            env_seed = collector_seed(self.seed, policy_id, version, self.num_policies)
             self.collectors[policy_id] = make_collector(self.env_id, groups, env_seed)
         return self.collectors[policy_id]
 
@@ -375,7 +381,7 @@ def collection_loop(node: RolloutWorkerNode, backend: Any) -> None:
                 node.acting[policy_id] = version
             check_task(runner, p["env_id"])
             groups = GroupSettings.from_metadata(runner.metadata.extra)  # checked in on_policy
-            rng = rngs.setdefault(policy_id, np.random.default_rng([p["seed"], policy_id, version]))
+            rng = rngs.setdefault(policy_id, sampling_rng(p["seed"], policy_id, version))
             if groups is not None:
                 check_groups_supported(backend, p["backend"], groups)
                 collected_batch = backend.collect_groups(policy_id, version, runner, groups, steps)

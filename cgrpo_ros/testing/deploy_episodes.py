@@ -33,6 +33,7 @@ import numpy.typing as npt
 from cgrpo_ros.robot.config import RobotConfig
 from cgrpo_ros.robot.reach_task import ReachTask
 from cgrpo_ros.testing.ros_processes import (
+    call_service,
     probe_node,
     process_output,
     start_node_process,
@@ -207,16 +208,9 @@ class DeployProbe:
         self.executor.spin_once(timeout_sec=timeout)
 
     def call(self, srv_type: Any, name: str, request: Any) -> Any:
-        client = self.node.create_client(srv_type, name)
-        try:
-            if not wait_for(client.service_is_ready, STARTUP_TIMEOUT_S, self.spin):
-                raise RuntimeError(f"service {name} not available")
-            future = client.call_async(request)
-            if not wait_for(future.done, SERVICE_TIMEOUT_S, self.spin):
-                raise RuntimeError(f"service {name} did not answer in {SERVICE_TIMEOUT_S} s")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        return call_service(
+            self.node, self.spin, srv_type, name, request, STARTUP_TIMEOUT_S, SERVICE_TIMEOUT_S
+        )
 
     def enable(self, on: bool) -> None:
         from std_srvs.srv import SetBool

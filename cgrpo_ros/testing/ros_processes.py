@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # rclpy is imported lazily, so this module loads without a ROS install
     import pytest
@@ -141,6 +141,19 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
     return int(proc.returncode)
 
 
+def run_to_exit(argv: list[str], env: Mapping[str, str], timeout: float) -> tuple[int, str]:
+    """Start a node and let it end on its own within `timeout` s (stopped after that): its
+    exit code and output, e.g. for a start the node must refuse."""
+    proc = start_node_process(argv, env)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass  # stop_process below ends it; its code then says it did not exit by itself
+    finally:
+        code = stop_process(proc)
+    return code, process_output(proc)
+
+
 def wait_for(
     condition: Callable[[], bool],
     timeout: float,
@@ -193,3 +206,26 @@ def probe_node(env: Mapping[str, str], name: str) -> Iterator[tuple[Node, Single
             node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def call_service(
+    node: Node,
+    spin_once: Callable[[float], None],
+    srv_type: Any,
+    name: str,
+    request: Any,
+    ready_timeout: float,
+    reply_timeout: float,
+) -> Any:
+    """Call service `name` from a probe node and spin until the reply; RuntimeError naming the
+    service if it is not there within `ready_timeout` s or does not answer in `reply_timeout`."""
+    client: Any = node.create_client(srv_type, name)
+    try:
+        if not wait_for(client.service_is_ready, ready_timeout, spin_once):
+            raise RuntimeError(f"service {name} not available within {ready_timeout} s")
+        future = client.call_async(request)
+        if not wait_for(future.done, reply_timeout, spin_once):
+            raise RuntimeError(f"service {name} did not answer in {reply_timeout} s")
+        return future.result()
+    finally:
+        node.destroy_client(client)

@@ -312,8 +312,8 @@ def _check_policy_matches_checkpoint(
     """The resumed learner's first ONNX policies act as the checkpoint's torch policies."""
     import torch
 
-    from cgrpo_ros.core.onnx_export import OnnxPolicy
     from cgrpo_ros.core.policy import GaussianPolicy
+    from cgrpo_ros.core.policy_artifact import OnnxPolicy
 
     assert {i for i, _, _ in republished} == {0, 1}, [(i, v) for i, v, _ in republished]
     config = json.loads(state["config_json"])

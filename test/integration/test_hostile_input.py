@@ -44,7 +44,7 @@ from stack_helpers import (  # noqa: E402  # noqa: E402
 )
 from std_msgs.msg import UInt8MultiArray  # noqa: E402
 
-from cgrpo_ros.core.onnx_export import MAX_MODEL_BYTES  # noqa: E402
+from cgrpo_ros.core.policy_artifact import MAX_MODEL_BYTES  # noqa: E402
 from cgrpo_ros.wire import FORMAT_VERSION, encode_trajectory, to_uint8_msg  # noqa: E402
 
 STEPS = 64

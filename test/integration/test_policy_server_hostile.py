@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from cgrpo_ros.testing.ros_processes import (
+    call_service,
     probe_node,
     process_output,
     start_node_process,
@@ -100,14 +101,9 @@ class Robot:
         return self.status()
 
     def call(self, srv_type: Any, name: str, request: Any) -> Any:
-        client = self.node.create_client(srv_type, name)
-        try:
-            assert wait_for(client.service_is_ready, STARTUP_TIMEOUT_S, self.spin), name
-            future = client.call_async(request)
-            assert wait_for(future.done, STEP_TIMEOUT_S, self.spin), name
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        return call_service(
+            self.node, self.spin, srv_type, name, request, STARTUP_TIMEOUT_S, STEP_TIMEOUT_S
+        )
 
     def enable(self, on: bool) -> str:
         reply = self.call(SetBool, "/policy_server/enable", SetBool.Request(data=on))
@@ -119,6 +115,15 @@ class Robot:
 
     def last_seq(self) -> int:
         return self.commands[-1][0] if self.commands else 0
+
+
+def holds_grow(robot: Robot, before: dict[str, Any], reason: str, by: int = 5) -> bool:
+    """Whether the server's `reason` hold count grows by more than `by` over `before`'s."""
+    return wait_for(
+        lambda: robot.status()["holds"].get(reason, 0) > before["holds"].get(reason, 0) + by,
+        STEP_TIMEOUT_S,
+        robot.spin,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -326,14 +331,7 @@ def test_duplicate_joint_names_are_refused(server: subprocess.Popen[bytes], robo
     before = robot.fresh_status()
     robot.duplicate = True
     try:
-        assert wait_for(
-            lambda: (
-                robot.status()["holds"].get("stale_observation", 0)
-                > before["holds"].get("stale_observation", 0) + 5
-            ),
-            STEP_TIMEOUT_S,
-            robot.spin,
-        ), robot.status()
+        assert holds_grow(robot, before, "stale_observation"), robot.status()
         status = robot.status()
         assert status["faults"]["joint_states_rejected"] > before["faults"]["joint_states_rejected"]
         assert "'joint2'" in status["last_error"] and "more than once" in status["last_error"]
@@ -352,24 +350,10 @@ def test_empty_and_short_velocity_arrays_hold(
     before = robot.fresh_status()
     try:
         robot.velocities = 0
-        assert wait_for(
-            lambda: (
-                robot.status()["holds"].get("bad_observation", 0)
-                > before["holds"].get("bad_observation", 0) + 5
-            ),
-            STEP_TIMEOUT_S,
-            robot.spin,
-        ), robot.status()
+        assert holds_grow(robot, before, "bad_observation"), robot.status()
         assert "no joint velocity for ['joint1'" in robot.status()["last_error"]
         robot.velocities = 3
-        assert wait_for(
-            lambda: (
-                robot.status()["holds"].get("stale_observation", 0)
-                > before["holds"].get("stale_observation", 0) + 5
-            ),
-            STEP_TIMEOUT_S,
-            robot.spin,
-        ), robot.status()
+        assert holds_grow(robot, before, "stale_observation"), robot.status()
         assert "7 names but 3 velocities" in robot.status()["last_error"]
     finally:
         robot.velocities = None

@@ -25,6 +25,7 @@ import pytest
 
 from cgrpo_ros.testing.ros_processes import (
     process_output,
+    run_to_exit,
     start_node_process,
     stop_process,
     wait_for,
@@ -266,12 +267,7 @@ def test_bad_key_files_stop_the_node_with_a_clear_error(
         junk.write_text("not a key\n")
         argv = worker_argv("rollout_worker_0", [0], trusted_keys=[str(k["learner.pub"]), str(junk)])
         expected = [f"parameter 'trusted_keys': trusted key file {junk} is not a PEM public key"]
-    proc = start_node_process(argv, ros_env)
-    try:
-        proc.wait(timeout=WAIT_S)
-    finally:
-        code = stop_process(proc)
-    out = process_output(proc)
+    code, out = run_to_exit(argv, ros_env, WAIT_S)
     assert code == 2 and "Traceback" not in out, out
     for text in expected:
         assert text in out, out

@@ -16,6 +16,7 @@ import pytest
 from cgrpo_ros.testing.ros_processes import (
     probe_node,
     process_output,
+    run_to_exit,
     start_node_process,
     stop_process,
     wait_for,
@@ -235,11 +236,6 @@ def test_same_state_groups_through_the_stack(
 def test_bad_parameter_is_refused_with_exit_code_2(
     ros_env: dict[str, str], argv: list[str], expected: list[str]
 ) -> None:
-    proc = start_node_process(argv, ros_env)
-    try:
-        proc.wait(timeout=WAIT_S)
-    finally:
-        code = stop_process(proc)
-    out = process_output(proc)
+    code, out = run_to_exit(argv, ros_env, WAIT_S)
     assert code == 2, out
     assert all(e in out for e in expected) and "Traceback" not in out, out

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from cgrpo_ros.core.buffers import RolloutBatch
-from cgrpo_ros.core.cgrpo import _LOSS_STATS, CGRPO
+from cgrpo_ros.core.cgrpo import _LOSS_STATS, CGRPO, _UpdateStats
 from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.core.losses import clipped_surrogate, diversity_penalty, smoothness_penalty
 from cgrpo_ros.core.policy import GaussianPolicy, gaussian_kl, gaussian_log_prob
@@ -35,7 +35,7 @@ class LoopCGRPO(CGRPO):
         advantages: Sequence[npt.NDArray[np.float64]],
         groups: npt.NDArray[np.int64],
         epsilons: Sequence[float],
-    ) -> dict[str, list[float]]:
+    ) -> _UpdateStats:
         cfg = self.config
         n = len(self.policies)
         obs = [torch.as_tensor(b.obs) for b in batches]
@@ -97,9 +97,8 @@ class LoopCGRPO(CGRPO):
                     torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                     optimizer.step()
                 count += 1
-        result = {k: [v / count for v in vals] for k, vals in sums.items()}
-        result["diversity"] = [diversity_total / count]
-        return result
+        per_policy = {k: [v / count for v in vals] for k, vals in sums.items()}
+        return _UpdateStats(**per_policy, diversity=diversity_total / count)
 
 
 def batches_of(steps: Sequence[int], seed: int = 0) -> list[RolloutBatch]:

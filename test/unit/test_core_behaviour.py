@@ -18,12 +18,8 @@ from cgrpo_ros.core.checkpoint import (
     save_checkpoint,
 )
 from cgrpo_ros.core.config import CGRPOConfig, ConfigError
-from cgrpo_ros.core.onnx_export import (
-    OnnxPolicy,
-    PolicyArtifactError,
-    PolicyMetadata,
-    export_policy_onnx,
-)
+from cgrpo_ros.core.onnx_export import export_policy_onnx
+from cgrpo_ros.core.policy_artifact import OnnxPolicy, PolicyArtifactError, PolicyMetadata
 
 OBS_DIM, ACT_DIM, STEPS = 5, 2, 96
 

@@ -13,7 +13,7 @@ import pytest
 
 from cgrpo_ros.cli import main as cgrpo_main
 from cgrpo_ros.core.config import CGRPOConfig
-from cgrpo_ros.core.onnx_export import OnnxPolicy
+from cgrpo_ros.core.policy_artifact import OnnxPolicy
 from cgrpo_ros.core.rollout import RolloutCollector, evaluate, evaluate_with_success
 from cgrpo_ros.session import TrainingSession, train_single_process
 from cgrpo_ros.tasks import (
