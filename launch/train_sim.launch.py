@@ -46,6 +46,9 @@ STRINGS = ("env_id", "run_dir", "config_file")
 # already on HalfCheetah with the default file, and then SIGTERM reached it during interpreter
 # teardown (exit code -15); an update over ~10 s would meet SIGKILL before the files.
 LEARNER_SIGTERM_TIMEOUT_S = "60"
+# A worker stops after the batch it is collecting (its last one); on a loaded 2-core machine
+# that, and its DDS teardown, took longer than launch's 5 s once (SIGTERM, exit -15).
+WORKER_SIGTERM_TIMEOUT_S = "30"
 
 
 def _file_value(params_file: str, name: str) -> object:
@@ -95,6 +98,7 @@ def _launch_setup(context: LaunchContext) -> list:
             namespace="",  # overrides under the node's own name (see the learner)
             output="screen",
             parameters=[params_file, {**shared, "policy_ids": ids}],
+            sigterm_timeout=WORKER_SIGTERM_TIMEOUT_S,
         )
         for w, ids in enumerate(assign_policies(int(arg("num_workers")), num_policies))
     ]

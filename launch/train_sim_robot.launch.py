@@ -36,6 +36,9 @@ STRINGS = ("run_dir", "config_file")
 # SIGINT -> SIGTERM after this long, not launch's 5 s: the learner writes its final files
 # after a stop (see train_sim.launch.py).
 LEARNER_SIGTERM_TIMEOUT_S = "60"
+# A worker stops after the batch it is collecting (its last one); on a loaded 2-core machine
+# that, and its DDS teardown, took longer than launch's 5 s once (SIGTERM, exit -15).
+WORKER_SIGTERM_TIMEOUT_S = "30"
 
 
 def _launch_setup(context: LaunchContext) -> list:
@@ -74,6 +77,7 @@ def _launch_setup(context: LaunchContext) -> list:
         namespace="",
         output="screen",
         parameters=[params_file, worker_params],
+        sigterm_timeout=WORKER_SIGTERM_TIMEOUT_S,
     )
     sim = Node(
         package=PACKAGE,

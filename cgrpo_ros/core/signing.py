@@ -133,13 +133,20 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
     os.chmod(path, mode)  # the umask may have removed bits we want (0644 for the public key)
 
 
-def _read_key_file(path: Path, what: str) -> bytes:
+def _read_key_file(path: Path, what: str, forbidden_mode: int, allowed: str, fix: str) -> bytes:
+    """The bytes of a regular, small key file whose mode has none of `forbidden_mode`'s bits;
+    KeyFileError naming the file, what is wrong, what is `allowed` and the `fix` command."""
     try:
         info = path.stat()
     except OSError as exc:
         raise KeyFileError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
     if not stat.S_ISREG(info.st_mode):
         raise KeyFileError(f"{what} {path} is not a regular file")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & forbidden_mode:
+        raise KeyFileError(
+            f"{what} {path} has mode {mode:04o}; allowed: {allowed}: run `{fix} {path}`"
+        )
     if info.st_size > MAX_KEY_FILE_BYTES:
         raise KeyFileError(
             f"{what} {path} is {info.st_size} bytes; allowed: <= {MAX_KEY_FILE_BYTES} "
@@ -166,13 +173,9 @@ class SigningKey:
         stricter), one that is not PEM, and any key that is not Ed25519."""
         path = Path(path)
         what = "signing key file"
-        data = _read_key_file(path, what)
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise KeyFileError(
-                f"{what} {path} has mode {mode:04o}; allowed: 0600 or stricter (readable by "
-                f"its owner only): run `chmod 600 {path}`"
-            )
+        data = _read_key_file(
+            path, what, 0o077, "0600 or stricter (readable by its owner only)", "chmod 600"
+        )
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
@@ -242,13 +245,9 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
     whoever can change a trusted key file can make the node trust their own key)."""
     path = Path(path)
     what = "trusted key file"
-    data = _read_key_file(path, what)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o022:
-        raise KeyFileError(
-            f"{what} {path} has mode {mode:04o}; allowed: not writable by group or others "
-            f"(e.g. 0644): run `chmod go-w {path}`"
-        )
+    data = _read_key_file(
+        path, what, 0o022, "not writable by group or others (e.g. 0644)", "chmod go-w"
+    )
     if b"PRIVATE KEY" in data:
         raise KeyFileError(
             f"{what} {path} holds a private key; allowed: the public key only (the `.pub` file "

@@ -174,16 +174,18 @@ def test_launch_nodes_take_node_scoped_overrides(launch_file: str) -> None:
 
 
 @pytest.mark.parametrize("launch_file", LAUNCH_FILES)
-def test_learner_gets_time_to_write_its_final_files(launch_file: str) -> None:
+def test_training_nodes_get_time_to_finish(launch_file: str) -> None:
     """launch escalates SIGINT to SIGTERM after 5 s by default; the learner's last update and
-    checkpoint take longer, so its `sigterm_timeout` must be raised."""
-    learners = [
-        c
-        for c in _launch_calls(REPO / "launch" / launch_file, "Node")
-        if getattr(_keyword(c, "executable"), "value", None) == "learner"
-    ]
-    assert len(learners) == 1
-    assert _keyword(learners[0], "sigterm_timeout") is not None, launch_file
+    checkpoint, and a worker's last batch on a loaded machine, take longer, so their
+    `sigterm_timeout` must be raised."""
+    for executable in ("learner", "rollout_worker"):
+        nodes = [
+            c
+            for c in _launch_calls(REPO / "launch" / launch_file, "Node")
+            if getattr(_keyword(c, "executable"), "value", None) == executable
+        ]
+        assert len(nodes) == 1, (launch_file, executable)
+        assert _keyword(nodes[0], "sigterm_timeout") is not None, (launch_file, executable)
 
 
 def _declared_arguments(launch_file: str) -> set[str]:
