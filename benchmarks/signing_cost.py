@@ -28,7 +28,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cgrpo_ros import wire
 from cgrpo_ros.core.cgrpo import CGRPO
 from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.core.onnx_export import export_policy_onnx
@@ -36,6 +35,8 @@ from cgrpo_ros.core.policy_artifact import OnnxPolicy
 from cgrpo_ros.core.signing import SigningKey, TrustedKeys, check_claims
 from cgrpo_ros.tasks import TaskSpec
 from cgrpo_ros.testing.batches import synthetic_batch
+from cgrpo_ros.wire.policy import decode_policy, encode_policy
+from cgrpo_ros.wire.trajectory import decode_trajectory, encode_trajectory
 
 ENV_ID = "HalfCheetah-v5"
 
@@ -70,35 +71,35 @@ def main() -> None:
 
     def learner_sign_policy() -> bytes:
         envelope = key.sign_policy(onnx, claims)
-        return wire.encode_policy(
+        return encode_policy(
             onnx, policy_id=0, policy_version=7, num_policies=n, signature=envelope
         )
 
     frame = learner_sign_policy()
-    unsigned_frame = wire.encode_policy(onnx, policy_id=0, policy_version=7, num_policies=n)
+    unsigned_frame = encode_policy(onnx, policy_id=0, policy_version=7, num_policies=n)
 
     def worker_verify_policy() -> None:
-        policy = wire.decode_policy(frame)
+        policy = decode_policy(frame)
         verified = trusted.verify_policy(policy.onnx_bytes, policy.signature, "policy")
         check_claims(verified, {"policy_id": 0, "policy_version": 7}, "policy")
         check_claims(verified, claims, "policy")  # after onnxruntime, in the node
 
     batch = synthetic_batch(args.steps, task.obs_dim, task.act_dim, 0)
-    plain = wire.encode_trajectory(batch, policy_id=0, policy_version=7, worker_id="w", seq=1,
+    plain = encode_trajectory(batch, policy_id=0, policy_version=7, worker_id="w", seq=1,
                                    task=ENV_ID)  # fmt: skip
-    signed = wire.encode_trajectory(batch, policy_id=0, policy_version=7, worker_id="w", seq=1,
+    signed = encode_trajectory(batch, policy_id=0, policy_version=7, worker_id="w", seq=1,
                                     task=ENV_ID, sign=key.sign_frame)  # fmt: skip
-    decoded = wire.decode_trajectory(signed)
+    decoded = decode_trajectory(signed)
 
     rows = {
         "learner: sign policy + encode_policy": timed(learner_sign_policy, args.repeats),
         "learner: encode_policy unsigned (for scale)": timed(
-            lambda: wire.encode_policy(onnx, policy_id=0, policy_version=7, num_policies=n),
+            lambda: encode_policy(onnx, policy_id=0, policy_version=7, num_policies=n),
             args.repeats,
         ),
         "worker: decode_policy + verify + claims": timed(worker_verify_policy, args.repeats),
         "worker: decode_policy unsigned (for scale)": timed(
-            lambda: wire.decode_policy(unsigned_frame), args.repeats
+            lambda: decode_policy(unsigned_frame), args.repeats
         ),
         "worker: sign trajectory frame": timed(lambda: key.sign_frame(plain), args.repeats),
         "learner: verify trajectory frame": timed(

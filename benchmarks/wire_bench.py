@@ -21,9 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cgrpo_ros import wire
 from cgrpo_ros.core.buffers import RolloutBatch
 from cgrpo_ros.testing.batches import synthetic_batch
+from cgrpo_ros.wire.frame import from_uint8_msg, to_uint8_msg
+from cgrpo_ros.wire.trajectory import decode_trajectory, encode_trajectory
 
 OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah-v5
 
@@ -44,7 +45,7 @@ def echo_main() -> None:
     acks = node.create_publisher(String, "/bench/acks", 10)
 
     def on_batch(msg: UInt8MultiArray) -> None:
-        decoded = wire.decode_trajectory(wire.from_uint8_msg(msg))
+        decoded = decode_trajectory(from_uint8_msg(msg))
         acks.publish(String(data=str(decoded.seq)))
 
     node.create_subscription(UInt8MultiArray, "/bench/trajectories", on_batch, 10)
@@ -63,13 +64,13 @@ def bench_codec(batch: RolloutBatch, iterations: int) -> None:
     encode, decode, to_msg, from_msg = [], [], [], []
     for seq in range(iterations):
         t0 = time.perf_counter()
-        data = wire.encode_trajectory(batch, seq=seq, **meta)
+        data = encode_trajectory(batch, seq=seq, **meta)
         t1 = time.perf_counter()
-        wire.decode_trajectory(data)
+        decode_trajectory(data)
         t2 = time.perf_counter()
-        msg = wire.to_uint8_msg(data)
+        msg = to_uint8_msg(data)
         t3 = time.perf_counter()
-        wire.from_uint8_msg(msg)
+        from_uint8_msg(msg)
         t4 = time.perf_counter()
         encode.append(t1 - t0)
         decode.append(t2 - t1)
@@ -103,7 +104,7 @@ def bench_dds(batch: RolloutBatch, iterations: int, env: dict[str, str]) -> None
 
         def round_trip(seq: int, timeout: float) -> float | None:
             t0 = time.perf_counter()
-            publisher.publish(wire.to_uint8_msg(wire.encode_trajectory(batch, seq=seq, **meta)))
+            publisher.publish(to_uint8_msg(encode_trajectory(batch, seq=seq, **meta)))
             while seq not in received and time.perf_counter() - t0 < timeout:
                 executor.spin_once(timeout_sec=0.001)
             return time.perf_counter() - t0 if seq in received else None

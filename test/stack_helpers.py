@@ -26,7 +26,8 @@ from cgrpo_ros.core.buffers import RolloutBatch
 from cgrpo_ros.nodes.topics import LEARNER_STATUS_TOPIC, POLICIES_TOPIC, WORKER_STATUS_TOPIC
 from cgrpo_ros.testing.ros_processes import REPO_ROOT, probe_node, wait_for
 from cgrpo_ros.testing.ros_processes import node_argv as shared_node_argv
-from cgrpo_ros.wire import WireFormatError, decode_policy, from_uint8_msg
+from cgrpo_ros.wire.frame import WireFormatError, from_uint8_msg
+from cgrpo_ros.wire.policy import decode_policy
 
 PROBE_WAIT_S = 45.0  # process start (torch, MuJoCo, onnxruntime) + discovery on a loaded machine
 PROBE_RUN_TIMEOUT_S = 100.0

@@ -54,16 +54,10 @@ from cgrpo_ros.nodes.topics import (
     TRAJECTORIES_TOPIC,
     WORKER_STATUS_TOPIC,
 )
-from cgrpo_ros.wire import (
-    DecodedTrajectory,
-    WireFormatError,
-    decode_metrics,
-    decode_trajectory,
-    encode_metrics,
-    encode_policy,
-    from_uint8_msg,
-    to_uint8_msg,
-)
+from cgrpo_ros.wire.frame import WireFormatError, from_uint8_msg, to_uint8_msg
+from cgrpo_ros.wire.metrics import decode_metrics, encode_metrics
+from cgrpo_ros.wire.policy import encode_policy
+from cgrpo_ros.wire.trajectory import DecodedTrajectory, decode_trajectory
 
 NODE_NAME = "learner"
 STATUS_PERIOD_S = 1.0

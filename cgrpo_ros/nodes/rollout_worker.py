@@ -59,15 +59,10 @@ from cgrpo_ros.nodes.topics import (
     TRAJECTORIES_TOPIC,
     WORKER_STATUS_TOPIC,
 )
-from cgrpo_ros.wire import (
-    DecodedPolicy,
-    WireFormatError,
-    decode_metrics,
-    decode_policy,
-    encode_trajectory,
-    from_uint8_msg,
-    to_uint8_msg,
-)
+from cgrpo_ros.wire.frame import WireFormatError, from_uint8_msg, to_uint8_msg
+from cgrpo_ros.wire.metrics import decode_metrics
+from cgrpo_ros.wire.policy import DecodedPolicy, decode_policy
+from cgrpo_ros.wire.trajectory import encode_trajectory
 
 NODE_NAME = "rollout_worker"
 STATUS_PERIOD_S = 1.0

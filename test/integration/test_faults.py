@@ -38,11 +38,8 @@ from stack_helpers import (  # noqa: E402
 from std_msgs.msg import UInt8MultiArray  # noqa: E402
 
 from cgrpo_ros.core.checkpoint import read_checkpoint  # noqa: E402
-from cgrpo_ros.wire import (  # noqa: E402
-    WireFormatError,
-    decode_trajectory,
-    from_uint8_msg,
-)
+from cgrpo_ros.wire.frame import WireFormatError, from_uint8_msg  # noqa: E402
+from cgrpo_ros.wire.trajectory import decode_trajectory  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

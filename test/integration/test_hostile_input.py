@@ -45,7 +45,8 @@ from stack_helpers import (  # noqa: E402  # noqa: E402
 from std_msgs.msg import UInt8MultiArray  # noqa: E402
 
 from cgrpo_ros.core.policy_artifact import MAX_MODEL_BYTES  # noqa: E402
-from cgrpo_ros.wire import FORMAT_VERSION, encode_trajectory, to_uint8_msg  # noqa: E402
+from cgrpo_ros.wire.frame import FORMAT_VERSION, to_uint8_msg  # noqa: E402
+from cgrpo_ros.wire.trajectory import encode_trajectory  # noqa: E402
 
 STEPS = 64
 SEND_PERIOD_S = 0.05  # paced, so the counts are exact (a keep-last reader may drop a burst)

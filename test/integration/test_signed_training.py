@@ -39,15 +39,9 @@ from cgrpo_ros.core.onnx_export import export_policy_onnx  # noqa: E402
 from cgrpo_ros.core.policy import GaussianPolicy  # noqa: E402
 from cgrpo_ros.core.signing import SigningKey, generate_key_pair  # noqa: E402
 from cgrpo_ros.tasks import TaskSpec  # noqa: E402
-from cgrpo_ros.wire import (  # noqa: E402
-    DecodedPolicy,
-    WireFormatError,
-    decode_policy,
-    encode_policy,
-    encode_trajectory,
-    from_uint8_msg,
-    to_uint8_msg,
-)
+from cgrpo_ros.wire.frame import WireFormatError, from_uint8_msg, to_uint8_msg  # noqa: E402
+from cgrpo_ros.wire.policy import DecodedPolicy, decode_policy, encode_policy  # noqa: E402
+from cgrpo_ros.wire.trajectory import encode_trajectory  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

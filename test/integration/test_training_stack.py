@@ -34,7 +34,8 @@ from stack_helpers import (  # noqa: E402
 )
 from std_msgs.msg import String, UInt8MultiArray  # noqa: E402
 
-from cgrpo_ros.wire import encode_trajectory, to_uint8_msg  # noqa: E402
+from cgrpo_ros.wire.frame import to_uint8_msg  # noqa: E402
+from cgrpo_ros.wire.trajectory import encode_trajectory  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -111,7 +111,7 @@ def test_collector_reports_success_only_for_tasks_that_do() -> None:
 def test_rollout_worker_gym_backend_returns_the_success_flags() -> None:
     """The ROS worker's gymnasium backend hands the collector's flags to the trajectory frame."""
     from cgrpo_ros.nodes.rollout_worker import GymBackend
-    from cgrpo_ros.wire import decode_trajectory, encode_trajectory
+    from cgrpo_ros.wire.trajectory import decode_trajectory, encode_trajectory
 
     arm = GymBackend("cgrpo_ros/Arm7Reach-v0", seed=0, num_policies=2)
     pendulum = GymBackend("Pendulum-v1", seed=0, num_policies=1)

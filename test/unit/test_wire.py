@@ -13,12 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cgrpo_ros import wire
 from cgrpo_ros.core.buffers import RolloutBatch
-from cgrpo_ros.wire import WireFormatError
+from cgrpo_ros.wire.frame import FORMAT_VERSION, WireFormatError, from_uint8_msg, to_uint8_msg
+from cgrpo_ros.wire.metrics import decode_metrics, encode_metrics
+from cgrpo_ros.wire.policy import decode_policy, encode_policy
+from cgrpo_ros.wire.trajectory import _section_sizes, decode_trajectory, encode_trajectory
 
 META = {"policy_id": 1, "policy_version": 7, "worker_id": "w-3", "seq": 42, "task": "Hopper-v5"}
-V = struct.pack("<H", wire.FORMAT_VERSION)  # the version field of a hand-built frame
+V = struct.pack("<H", FORMAT_VERSION)  # the version field of a hand-built frame
 
 
 def make_batch(T: int = 12, obs_dim: int = 3, act_dim: int = 2, seed: int = 0) -> RolloutBatch:
@@ -42,7 +44,7 @@ def frame(
     batch: RolloutBatch | None = None, successes: list[bool] | None = None, sign: Any = None
 ) -> bytes:
     batch = batch if batch is not None else make_batch()
-    return wire.encode_trajectory(batch, **META, episode_successes=successes, sign=sign)
+    return encode_trajectory(batch, **META, episode_successes=successes, sign=sign)
 
 
 def reframe(data: bytes, header_edit: dict[str, Any] | None = None, drop: str = "") -> bytes:
@@ -58,7 +60,7 @@ def reframe(data: bytes, header_edit: dict[str, Any] | None = None, drop: str = 
 def test_trajectory_round_trip_is_exact() -> None:
     batch = make_batch()
     for data in [frame(batch), bytearray(frame(batch)), array.array("B", frame(batch))]:
-        decoded = wire.decode_trajectory(data)
+        decoded = decode_trajectory(data)
         assert {k: getattr(decoded, k) for k in META} == META
         for name, expected in batch._asdict().items():
             got = getattr(decoded.batch, name)
@@ -67,22 +69,22 @@ def test_trajectory_round_trip_is_exact() -> None:
                 continue
             assert got.dtype == expected.dtype and np.array_equal(got, expected), name
             assert got.flags.writeable
-    assert wire.decode_trajectory(list(frame(batch))).seq == 42
+    assert decode_trajectory(list(frame(batch))).seq == 42
 
 
 def test_success_flags_round_trip() -> None:
     batch = make_batch()
-    plain = wire.decode_trajectory(frame(batch))
+    plain = decode_trajectory(frame(batch))
     assert plain.episode_successes is None  # a task that reports no success (locomotion)
     for flags in ([True, False], [False, True], [1, 0], np.array([True, True])):
-        decoded = wire.decode_trajectory(frame(batch, successes=flags))  # type: ignore[arg-type]
+        decoded = decode_trajectory(frame(batch, successes=flags))  # type: ignore[arg-type]
         assert decoded.episode_successes == [bool(f) for f in flags]
         assert all(type(f) is bool for f in decoded.episode_successes)
         assert np.array_equal(decoded.batch.episode_returns, batch.episode_returns)
     # A task that reports success, but no episode ended in this batch: [] rather than None.
     no_episodes = batch._replace(episode_returns=np.zeros(0), episode_lengths=np.zeros(0, np.int64))
-    assert wire.decode_trajectory(frame(no_episodes, successes=[])).episode_successes == []
-    assert wire.decode_trajectory(frame(no_episodes)).episode_successes is None
+    assert decode_trajectory(frame(no_episodes, successes=[])).episode_successes == []
+    assert decode_trajectory(frame(no_episodes)).episode_successes is None
     # The section is always there (zeros without success): one byte per episode, before the
     # 8-byte branch_group of each of the 12 steps.
     assert len(frame(batch, [True, False])) == len(frame(batch))
@@ -92,7 +94,7 @@ def test_success_flags_round_trip() -> None:
 
 def test_branch_groups_round_trip_and_are_checked() -> None:
     batch = make_batch()._replace(branch_group=np.repeat(np.arange(3), 4))
-    decoded = wire.decode_trajectory(frame(batch))
+    decoded = decode_trajectory(frame(batch))
     assert decoded.batch.branch_group is not None
     assert decoded.batch.branch_group.tolist() == batch.branch_group.tolist()
     bad = make_batch()._replace(branch_group=np.full(12, 12))
@@ -101,7 +103,7 @@ def test_branch_groups_round_trip_and_are_checked() -> None:
     # A plain frame claiming groups it does not hold (all -1) is refused too.
     forged = reframe(frame(), {"has_groups": 1})
     with pytest.raises(WireFormatError, match=r"branch_group\[0\] is -1; allowed: 0..11"):
-        wire.decode_trajectory(forged)
+        decode_trajectory(forged)
 
 
 def test_hand_built_version_4_frame_decodes_as_documented() -> None:
@@ -120,7 +122,7 @@ def test_hand_built_version_4_frame_decodes_as_documented() -> None:
         np.repeat(np.arange(6), 2).astype("<i8").tobytes(),
     ])  # fmt: skip
     data = b"CGRT" + struct.pack("<HI", 4, len(text)) + text + payload
-    decoded = wire.decode_trajectory(data)
+    decoded = decode_trajectory(data)
     assert decoded.signature is None and decoded.signed_bytes is None
     assert decoded.episode_successes == [False, True]
     assert np.array_equal(decoded.batch.episode_lengths, b.episode_lengths)
@@ -150,43 +152,43 @@ def test_encoder_refuses_bad_success_flags(flags: Any, needle: str) -> None:
 def test_version_1_frame_is_refused_naming_the_allowed_version() -> None:
     old = frame()[:4] + struct.pack("<H", 1) + frame()[6:]
     with pytest.raises(WireFormatError) as info:
-        wire.decode_trajectory(old)
+        decode_trajectory(old)
     assert str(info.value) == (
-        f"trajectory frame format version is 1; allowed: {wire.FORMAT_VERSION} "
+        f"trajectory frame format version is 1; allowed: {FORMAT_VERSION} "
         "(sender and receiver run different cgrpo_ros releases)"
     )
-    assert wire.FORMAT_VERSION == 4
+    assert FORMAT_VERSION == 4
 
 
 def test_signature_sections_travel_after_the_payload() -> None:
     """Version 4 (issue 18): `signed` 1 and the signature section after the payload; the
     codecs carry it (the nodes verify it) and refuse a frame whose length fits neither."""
     signed = frame(make_batch(), sign=lambda data: b"SIG:" + bytes([len(data) % 256]))
-    decoded = wire.decode_trajectory(signed)
+    decoded = decode_trajectory(signed)
     assert decoded.signature is not None and decoded.signature.startswith(b"SIG:")
     assert decoded.signed_bytes == signed[: -len(decoded.signature)]
     assert decoded.signature[4] == len(decoded.signed_bytes) % 256  # signed what it carries
     stripped = signed[: -len(decoded.signature)]  # signed = 1 but no section: refused
     with pytest.raises(WireFormatError, match=r"plus a signature section of 1\.\.65536 bytes"):
-        wire.decode_trajectory(stripped)
+        decode_trajectory(stripped)
     with pytest.raises(WireFormatError, match=r"\(signed = 0\)"):
-        wire.decode_trajectory(frame() + b"x")  # bytes after an unsigned payload
+        decode_trajectory(frame() + b"x")  # bytes after an unsigned payload
     onnx = b"model bytes"
-    policy = wire.encode_policy(onnx, policy_id=0, policy_version=1, num_policies=1,
+    policy = encode_policy(onnx, policy_id=0, policy_version=1, num_policies=1,
                                 signature=b"{envelope}")  # fmt: skip
-    got = wire.decode_policy(policy)
+    got = decode_policy(policy)
     assert (got.onnx_bytes, got.signature) == (onnx, b"{envelope}")
-    plain = wire.decode_policy(wire.encode_policy(onnx, policy_id=0, policy_version=1,
+    plain = decode_policy(encode_policy(onnx, policy_id=0, policy_version=1,
                                                   num_policies=1))  # fmt: skip
     assert plain.signature is None and plain.onnx_bytes == onnx
     with pytest.raises(WireFormatError, match="signature section is 0 bytes"):
-        wire.encode_policy(onnx, policy_id=0, policy_version=1, num_policies=1, signature=b"")
+        encode_policy(onnx, policy_id=0, policy_version=1, num_policies=1, signature=b"")
 
 
 def test_ros_message_round_trip() -> None:
-    msg = wire.to_uint8_msg(frame())
+    msg = to_uint8_msg(frame())
     assert isinstance(msg.data, array.array)
-    assert wire.from_uint8_msg(msg) == frame()
+    assert from_uint8_msg(msg) == frame()
 
 
 def test_payload_is_8_byte_aligned() -> None:
@@ -204,7 +206,7 @@ def corrupt(section: str, index: int, value: bytes, successes: Any = None) -> by
     data = bytearray(frame(successes=successes))
     _, offset = payload_of(bytes(data))
     h = {"num_steps": 12, "obs_dim": 3, "act_dim": 2, "num_episodes": 2}
-    for name, dtype, shape in wire._section_sizes(h):
+    for name, dtype, shape in _section_sizes(h):
         if name == section:
             start = offset + index * dtype.itemsize
             data[start : start + len(value)] = value
@@ -268,7 +270,7 @@ REJECTIONS = [
 @pytest.mark.parametrize(("make_frame", "needle"), REJECTIONS)
 def test_trajectory_rejections_name_the_problem(make_frame: Any, needle: str) -> None:
     with pytest.raises(WireFormatError) as info:
-        wire.decode_trajectory(make_frame())
+        decode_trajectory(make_frame())
     assert needle in str(info.value)
 
 
@@ -278,7 +280,7 @@ def test_duplicate_header_key_rejected() -> None:
     text = data[10:offset].rstrip().rstrip(b"}") + b',"seq":1}'
     bad = b"CGRT" + V + struct.pack("<I", len(text)) + text + data[offset:]
     with pytest.raises(WireFormatError, match="'seq' appears twice"):
-        wire.decode_trajectory(bad)
+        decode_trajectory(bad)
 
 
 def test_encoder_refuses_what_the_decoder_would_reject() -> None:
@@ -289,44 +291,44 @@ def test_encoder_refuses_what_the_decoder_would_reject() -> None:
     with pytest.raises(WireFormatError, match="rewards has shape"):
         frame(make_batch()._replace(rewards=np.zeros(3, np.float32)))
     with pytest.raises(WireFormatError, match="'policy_id' is -1"):
-        wire.encode_trajectory(make_batch(), **(META | {"policy_id": -1}))
+        encode_trajectory(make_batch(), **(META | {"policy_id": -1}))
 
 
 def test_policy_round_trip_and_rejections() -> None:
     onnx = bytes(range(256)) * 3
-    data = wire.encode_policy(onnx, policy_id=2, policy_version=5, num_policies=4)
-    decoded = wire.decode_policy(data)
+    data = encode_policy(onnx, policy_id=2, policy_version=5, num_policies=4)
+    decoded = decode_policy(data)
     assert (decoded.onnx_bytes, decoded.policy_id, decoded.policy_version) == (onnx, 2, 5)
     assert decoded.num_policies == 4
     tampered = data[:-1] + bytes([data[-1] ^ 1])
     with pytest.raises(WireFormatError, match="sha256 is"):
-        wire.decode_policy(tampered)
+        decode_policy(tampered)
     with pytest.raises(WireFormatError, match="payload is 767 bytes; allowed: exactly"):
-        wire.decode_policy(data[:-1])
+        decode_policy(data[:-1])
     with pytest.raises(WireFormatError, match=r"'policy_id' is 4; allowed: 0\.\.3"):
-        wire.decode_policy(reframe(data, {"policy_id": 4}))
+        decode_policy(reframe(data, {"policy_id": 4}))
     with pytest.raises(WireFormatError, match="magic is b'CGRT'; allowed: b'CGRP'"):
-        wire.decode_policy(frame())
+        decode_policy(frame())
     with pytest.raises(WireFormatError, match="'sha256' is 'ZZ"):
-        wire.decode_policy(reframe(data, {"sha256": "Z" * 64}))
+        decode_policy(reframe(data, {"sha256": "Z" * 64}))
 
 
 def test_metrics_round_trip_and_rejections() -> None:
-    text = wire.encode_metrics({"loss": np.float32(0.5), "nan": float("nan"), "n": np.int64(3)})
-    assert wire.decode_metrics(text) == {"loss": 0.5, "nan": None, "n": 3}
+    text = encode_metrics({"loss": np.float32(0.5), "nan": float("nan"), "n": np.int64(3)})
+    assert decode_metrics(text) == {"loss": 0.5, "nan": None, "n": 3}
     with pytest.raises(WireFormatError, match="NaN"):
-        wire.decode_metrics('{"x": NaN}')
+        decode_metrics('{"x": NaN}')
     with pytest.raises(WireFormatError, match="JSON list"):
-        wire.decode_metrics("[1]")
+        decode_metrics("[1]")
     with pytest.raises(WireFormatError, match="not valid JSON"):
-        wire.decode_metrics("{")
+        decode_metrics("{")
     with pytest.raises(TypeError):
-        wire.encode_metrics({"x": object()})
+        encode_metrics({"x": object()})
 
 
 VALID_TRAJECTORY = frame(make_batch(T=6, obs_dim=2, act_dim=1))
 VALID_SUCCESS_TRAJECTORY = frame(make_batch(T=6, obs_dim=2, act_dim=1), successes=[True, False])
-VALID_POLICY = wire.encode_policy(b"onnx" * 8, policy_id=0, policy_version=1, num_policies=1)
+VALID_POLICY = encode_policy(b"onnx" * 8, policy_id=0, policy_version=1, num_policies=1)
 
 
 @st.composite
@@ -349,7 +351,7 @@ def mangled_frames(draw: st.DrawFn) -> bytes:
 @settings(max_examples=200, deadline=None)
 @given(data=mangled_frames())
 def test_fuzzed_frames_raise_only_wire_format_error(data: bytes) -> None:
-    for decode in (wire.decode_trajectory, wire.decode_policy):
+    for decode in (decode_trajectory, decode_policy):
         with contextlib.suppress(WireFormatError):
             decode(data)
 
@@ -358,4 +360,4 @@ def test_fuzzed_frames_raise_only_wire_format_error(data: bytes) -> None:
 @given(text=st.text(max_size=200))
 def test_fuzzed_metrics_raise_only_wire_format_error(text: str) -> None:
     with contextlib.suppress(WireFormatError):
-        wire.decode_metrics(text)
+        decode_metrics(text)
