@@ -19,7 +19,6 @@ import dataclasses
 import math
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,11 @@ from rclpy.qos import QoSProfile
 from std_msgs.msg import String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
-from cgrpo_ros.bounded import DuplicateGuard, RecentTable, bounded_text
+from cgrpo_ros.bounded import RecentTable, bounded_text
 from cgrpo_ros.core.cgrpo import IterationMetrics
 from cgrpo_ros.core.run_shape import SHAPE_FIELDS, RunShape
 from cgrpo_ros.core.signing import SignatureError
+from cgrpo_ros.nodes.batch_intake import BatchIntake
 from cgrpo_ros.nodes.params import (
     ParameterError,
     ParamSpec,
@@ -139,20 +139,19 @@ class LearnerNode(Node):
         self.num_policies = self.session.config.num_policies
         self.lock = threading.Condition()
         self.session_lock = threading.Lock()  # held by update and checkpoint writes
-        self.pending: dict[int, DecodedTrajectory] = {}
-        self.rejected: Counter[str] = Counter()
+        self.intake = BatchIntake(
+            task=task,
+            num_policies=self.num_policies,
+            steps_per_iteration=self.shape.steps_per_iteration,
+            group_size=self.session.config.group_size,
+            version=self.session.iteration,
+        )
         self._reject_logged: dict[str, float] = {}
         # Keyed by what senders claim: bounded, so a flood of invented ids cannot grow memory.
-        self.seen = DuplicateGuard()
         self.workers: RecentTable[dict[str, Any]] = RecentTable()  # worker id -> last status
-        self.last_seen: RecentTable[float] = RecentTable()  # worker id -> last message time
-        self.policy_seen: dict[int, float] = {}
         self.stalled: list[int] = []
         self.save_requested = False
         self.done = False
-        # The version whose batches are accepted; moves on as soon as the last batch of an
-        # iteration is in, so a late batch arriving during the update counts as stale.
-        self.waiting_version = self.session.iteration
         n = self.num_policies
         # Latched depth n: a late or restarted worker gets the newest version of every policy.
         self.policy_pub = self.create_publisher(UInt8MultiArray, POLICIES_TOPIC, latched_qos(n))
@@ -195,7 +194,7 @@ class LearnerNode(Node):
             traj = decode_trajectory(from_uint8_msg(msg))
         except WireFormatError as err:
             with self.lock:
-                self._reject("malformed", str(err))
+                self._log_refusal("malformed", str(err), self.intake.refuse("malformed"))
             return
         if self.trusted_workers:
             try:  # before anything else: an unverified frame must not even count as seen
@@ -206,69 +205,23 @@ class LearnerNode(Node):
                 )
             except SignatureError as err:
                 with self.lock:
-                    self._reject(err.reason, str(err))
+                    self._log_refusal(err.reason, str(err), self.intake.refuse(err.reason))
                 return
         with self.lock:
-            reason = self._check(traj)
-            if reason is not None:
-                self._reject(*reason)
+            refusal = self.intake.offer(traj, time.monotonic())
+            if refusal is not None:
+                reason, detail = refusal
+                self._log_refusal(reason, detail, self.intake.rejected[reason])
                 return
-            self.pending[traj.policy_id] = traj
             self.lock.notify_all()
 
-    def _check(self, traj: DecodedTrajectory) -> tuple[str, str] | None:
-        """Why `traj` is refused, or None; called with the lock held."""
-        if not self.seen.check_and_remember(traj.worker_id, traj.seq):
-            return "duplicate", f"worker {traj.worker_id!r} sent seq {traj.seq} twice"
-        now = time.monotonic()
-        self.last_seen[traj.worker_id] = now
-        if not 0 <= traj.policy_id < self.num_policies:
-            return "unknown_policy", (
-                f"policy_id {traj.policy_id} from {traj.worker_id!r}; "
-                f"allowed 0..{self.num_policies - 1}"
-            )
-        self.policy_seen[traj.policy_id] = now
-        b, task = traj.batch, self.session.task
-        if traj.task != task.env_id:
-            return (
-                "wrong_task",
-                f"task {traj.task!r} from {traj.worker_id!r}; training {task.env_id!r}",
-            )
-        got = (b.num_steps, b.obs.shape[1], b.actions.shape[1])
-        want = (self.shape.steps_per_iteration, task.obs_dim, task.act_dim)
-        if got != want:
-            return (
-                "wrong_size",
-                f"(steps, obs_dim, act_dim) = {got} from {traj.worker_id!r}; want {want}",
-            )
-        grouped = self.session.config.group_size > 0
-        if (b.branch_group is not None) != grouped:
-            return "wrong_rollout_mode", (
-                f"a {'same-state group' if b.branch_group is not None else 'plain'} batch from "
-                f"{traj.worker_id!r}; this run trains with "
-                f"{'same-state groups' if grouped else 'plain rollouts'} (group_size = "
-                f"{self.session.config.group_size})"
-            )
-        version = self.waiting_version
-        if traj.policy_version != version:
-            kind = "stale" if traj.policy_version < version else "future_version"
-            return kind, (
-                f"policy {traj.policy_id} version {traj.policy_version} from {traj.worker_id!r}; "
-                f"waiting for version {version}"
-            )
-        if traj.policy_id in self.pending:
-            return "surplus", f"a second batch of policy {traj.policy_id} version {version}"
-        return None
-
-    def _reject(self, reason: str, detail: str) -> None:
-        self.rejected[reason] += 1
+    def _log_refusal(self, reason: str, detail: str, count: int) -> None:
         now = time.monotonic()
         if now - self._reject_logged.get(reason, -1e9) >= REJECT_LOG_PERIOD_S:
             self._reject_logged[reason] = now
             # The detail may quote what the sender put in the frame: bounded (issue 19).
             self.get_logger().warning(
-                f"rejected trajectory ({reason}, {self.rejected[reason]} so far): "
-                f"{bounded_text(detail)}"
+                f"rejected trajectory ({reason}, {count} so far): {bounded_text(detail)}"
             )
 
     def on_worker_status(self, msg: String) -> None:
@@ -280,13 +233,13 @@ class LearnerNode(Node):
             return  # liveness only; a bad status is not worth a log line
         now = time.monotonic()
         with self.lock:
-            self.last_seen[worker_id] = now
+            self.intake.last_seen[worker_id] = now
             keys = ("versions", "steps_per_s", "steps_total", "collect_s_total")
             info = {k: status.get(k) for k in keys}
             self.workers[worker_id] = {**info, "policy_ids": ids}
             for i in ids:
                 if 0 <= i < self.num_policies:
-                    self.policy_seen[i] = now
+                    self.intake.policy_seen[i] = now
 
     def on_save_checkpoint(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
         # Never wait here for a running update: answer at once and save after it.
@@ -314,12 +267,12 @@ class LearnerNode(Node):
             status = {
                 "iteration": self.session.iteration,
                 "iterations": self.shape.iterations,
-                "waiting_for": [i for i in range(self.num_policies) if i not in self.pending],
+                "waiting_for": self.intake.missing(),
                 "stalled_policies": list(self.stalled),
-                "rejected": dict(self.rejected),
+                "rejected": dict(self.intake.rejected),
                 "workers": {
                     w: {**self.workers.get(w, {}), "last_seen_s_ago": round(now - t, 2)}
-                    for w, t in self.last_seen.items()
+                    for w, t in self.intake.last_seen.items()
                 },
                 "env_steps": self.session.env_steps,
                 "done": self.done,
@@ -342,12 +295,10 @@ class LearnerNode(Node):
         warned_at: dict[int, float] = {}
         with self.lock:
             for i in range(self.num_policies):
-                self.policy_seen.setdefault(i, started)
+                self.intake.policy_seen.setdefault(i, started)
             while not self.stop:
-                if len(self.pending) == self.num_policies:
-                    batches = [self.pending[i] for i in range(self.num_policies)]
-                    self.pending.clear()
-                    self.waiting_version += 1
+                batches = self.intake.take_complete()
+                if batches is not None:
                     self.stalled = []
                     return batches
                 self.lock.wait(timeout=0.5)
@@ -357,14 +308,14 @@ class LearnerNode(Node):
     def _check_stalled(self, started: float, warned_at: dict[int, float]) -> None:
         timeout = float(self.get_parameter("worker_timeout_s").value)
         now = time.monotonic()
-        missing = [i for i in range(self.num_policies) if i not in self.pending]
-        self.stalled = [i for i in missing if now - max(self.policy_seen[i], started) > timeout]
+        seen = self.intake.policy_seen
+        self.stalled = [i for i in self.intake.missing() if now - max(seen[i], started) > timeout]
         for i in self.stalled:
             if now - warned_at.get(i, -1e9) > timeout:
                 warned_at[i] = now
                 self.get_logger().warning(
                     f"no batch or status for policy {i} (version {self.session.iteration}) "
-                    f"for {now - max(self.policy_seen[i], started):.0f} s "
+                    f"for {now - max(seen[i], started):.0f} s "
                     f"(worker_timeout_s={timeout}); "
                     "is its rollout_worker running? Still waiting."
                 )
@@ -395,8 +346,8 @@ class LearnerNode(Node):
         with self.session_lock, self.lock:
             extra = {
                 "mode": "ros",
-                "workers": len(self.last_seen),
-                "worker_ids": sorted(self.last_seen),
+                "workers": len(self.intake.last_seen),
+                "worker_ids": sorted(self.intake.last_seen),
                 # Seconds each worker spent collecting (its last status): the benchmark's
                 # split of the learner's wait into collection and DDS/worker overhead.
                 "worker_collect_s": {
@@ -407,7 +358,7 @@ class LearnerNode(Node):
                     }
                     for w, info in self.workers.items()
                 },
-                "rejected": dict(self.rejected),
+                "rejected": dict(self.intake.rejected),
                 "stopped_by": self.stop.reason or None,
             }
         with self.session_lock:
