@@ -75,9 +75,20 @@ def percentiles_ms(values_ns: np.ndarray) -> dict[str, float]:
 
 
 def measure(
-    model: Path, mode: str, executor_kind: str, rate: float, seconds: float
+    model: Path,
+    mode: str,
+    executor_kind: str,
+    rate: float,
+    seconds: float,
+    realtime_priority: int = 0,
+    server_cpus: list[int] | None = None,
+    robot_cpus: list[int] | None = None,
 ) -> dict[str, Any]:
-    """One server configuration: start the three processes, record, stop them."""
+    """One server configuration: start the three processes, record, stop them.
+
+    `realtime_priority` > 0: the robot, the server and this probe (the controller's side)
+    all run SCHED_FIFO at that priority (deploy/realtime.py); `server_cpus`/`robot_cpus` pin
+    the server and the robot."""
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
@@ -104,17 +115,24 @@ def measure(
             *("-p", "publish_trajectory:=true", "-p", "trajectory_topic:=/bench/trajectory"),
             *("-p", "goal:=[0.45, 0.0, 0.4]", "-p", "status_rate_hz:=1.0"),
             *("-p", "blend_time_s:=0.0"),
+            *("-p", f"realtime_priority:={realtime_priority}"),
+            *(("-p", f"cpu_affinity:={list(server_cpus)}") if server_cpus else ()),
         ],
     )
     pub = subprocess.Popen(
         [sys.executable, "-m", "cgrpo_ros.testing.joint_state_publisher", "--rate", str(rate),
-         "--seconds", str(seconds + STARTUP_TIMEOUT_S)],
+         "--seconds", str(seconds + STARTUP_TIMEOUT_S),
+         "--realtime-priority", str(realtime_priority), "--cpus", *map(str, robot_cpus or [])],
         env=env,
     )  # fmt: skip
     context = Context()
     rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]),
                signal_handler_options=SignalHandlerOptions.NO)  # fmt: skip
     node = rclpy.create_node("bench_probe", context=context)
+    if realtime_priority:
+        from cgrpo_ros.deploy.realtime import apply_realtime
+
+        apply_realtime(realtime_priority)
     capacity = int(seconds * rate * 1.2) + 1000
     rows = np.zeros((capacity, 4), np.int64)  # stamp, source, received, callback (ns)
     count = [0]
@@ -189,6 +207,9 @@ def measure(
         "control_mode": mode,
         "executor": executor_kind,
         "rate_hz": rate,
+        "realtime_priority": realtime_priority,
+        "server_cpus": server_cpus or [],
+        "robot_cpus": robot_cpus or [],
         "seconds": seconds,
         "commands_received": int(r.shape[0]),
         "expected_ticks": round(seconds * rate),
@@ -243,6 +264,14 @@ def main() -> int:
         help="also run event mode at the first rate with the other executor",
     )
     parser.add_argument("--seconds", type=float, default=60.0, help="recording window per run")
+    parser.add_argument(
+        "--realtime-priority",
+        type=int,
+        default=0,
+        help="SCHED_FIFO priority of robot, server and probe (0: normal scheduling)",
+    )
+    parser.add_argument("--server-cpus", type=int, nargs="*", default=[], help="pin the server")
+    parser.add_argument("--robot-cpus", type=int, nargs="*", default=[], help="pin the robot")
     parser.add_argument("--model", type=Path, default=None, help="default: a constant policy")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -269,7 +298,10 @@ def main() -> int:
     for mode, executor_kind, rate in configs:
         print(f"measuring {mode} mode, {executor_kind} executor, {rate:g} Hz, "
               f"{args.seconds:g} s ...", file=sys.stderr, flush=True)  # fmt: skip
-        run = measure(model, mode, executor_kind, rate, args.seconds)
+        run = measure(
+            model, mode, executor_kind, rate, args.seconds,
+            args.realtime_priority, args.server_cpus, args.robot_cpus,
+        )  # fmt: skip
         print(json.dumps(run), file=sys.stderr, flush=True)
         runs.append(run)
     main_executor = args.executors[0]

@@ -50,6 +50,7 @@ from cgrpo_ros.deploy.policy_runtime import (
     load_policy_runtime,
     timed_action,
 )
+from cgrpo_ros.deploy.realtime import MAX_PRIORITY, RealtimeError, apply_realtime
 from cgrpo_ros.deploy.tick_trigger import FALLBACK_PERIODS, TickTrigger
 from cgrpo_ros.nodes.params import (
     BackgroundSpinner,
@@ -110,6 +111,12 @@ POLICY_SERVER_PARAMS = (
     ),
     # Issue 18: set, only models whose <file>.sig is signed by one of these keys are served.
     ParamSpec("trusted_keys", Parameter.Type.STRING_ARRAY, "Public key files (docs/security.md)."),
+    # Issue 15: real-time scheduling of every server thread (deploy/realtime.py).
+    ParamSpec(
+        "realtime_priority", 0, "SCHED_FIFO priority (1-98) of the server; 0: normal.",
+        (0, MAX_PRIORITY),
+    ),
+    ParamSpec("cpu_affinity", Parameter.Type.INTEGER_ARRAY, "CPUs the server runs on; unset: any."),
 )  # fmt: skip
 DECLARED_PARAMETERS = tuple(spec.name for spec in POLICY_SERVER_PARAMS)
 # A control period longer than this many periods counts its missing ticks as missed.
@@ -245,16 +252,27 @@ class PolicyServerNode(Node):
             fallback_s = FALLBACK_PERIODS * self.dt
             self.control_timer = self.create_timer(fallback_s, self.on_fallback_tick)
         self.status_timer = self.create_timer(1.0 / float(p["status_rate_hz"]), self.publish_status)
+        # Last, once every thread of the node exists (the executor's, started after, inherit).
+        self.scheduling = self._apply_scheduling(int(p["realtime_priority"]), p["cpu_affinity"])
         self.get_logger().info(
             f"serving {self.runtime.path} (policy {self.runtime.policy.metadata.policy_id} "
             f"v{self.runtime.policy.metadata.policy_version}) at {rate} Hz "
             f"({self.control_mode.value} mode, {self.executor_kind.value} executor) on "
-            f"{self.command_topic}; DISABLED until ~/enable, holding the first joint state"
+            f"{self.command_topic}; {self.scheduling}; DISABLED until ~/enable, holding the "
+            "first joint state"
         )
 
     # -- parameters and start-up ---------------------------------------------------------------
     def _declare_parameters(self) -> dict[str, Any]:
         return declare_parameters(self, POLICY_SERVER_PARAMS)
+
+    @staticmethod
+    def _apply_scheduling(priority: int, cpus: Any) -> str:
+        try:
+            return apply_realtime(priority, [int(c) for c in (cpus or [])])
+        except RealtimeError as err:
+            names = "realtime_priority" if priority else "cpu_affinity"
+            raise ParameterError(f"parameter '{names}': {err}") from None
 
     def _load_robot(self, path: str) -> RobotConfig:
         try:
@@ -573,6 +591,7 @@ class PolicyServerNode(Node):
             "control_rate_hz": round(1.0 / self.dt, 3),
             "control_mode": self.control_mode.value,
             "executor": self.executor_kind.value,
+            "scheduling": self.scheduling,
             "missed_ticks": self.missed_ticks,
             "fallback_ticks": self.fallback_ticks,
             "rate_capped_joint_states": self.trigger.refused,

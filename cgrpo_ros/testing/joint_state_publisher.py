@@ -16,12 +16,15 @@ import sys
 import time
 
 
-def publish_joint_states(rate: float, seconds: float) -> None:
+def publish_joint_states(
+    rate: float, seconds: float, realtime_priority: int = 0, cpus: list[int] | None = None
+) -> None:
     import rclpy
     from rclpy.executors import ExternalShutdownException
     from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import JointState
 
+    from cgrpo_ros.deploy.realtime import apply_realtime
     from cgrpo_ros.robot.config import load_robot_config
 
     robot = load_robot_config()
@@ -35,6 +38,9 @@ def publish_joint_states(rate: float, seconds: float) -> None:
         with rclpy.init(signal_handler_options=SignalHandlerOptions.NO):
             node = rclpy.create_node("fake_robot_joint_states")
             pub = node.create_publisher(JointState, "/joint_states", 10)
+            # A robot driver's loop runs real-time (ros2_control's does): the same option as
+            # the policy server's realtime_priority / cpu_affinity.
+            apply_realtime(realtime_priority, cpus or [])
             msg = JointState(name=list(robot.joint_names))
             msg.position, msg.velocity = list(robot.home), [0.0] * robot.num_joints
             stamp = msg.header.stamp
@@ -58,8 +64,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--realtime-priority", type=int, default=0, help="SCHED_FIFO; 0: off")
+    parser.add_argument("--cpus", type=int, nargs="*", default=[], help="CPU affinity")
     args = parser.parse_args()
-    publish_joint_states(args.rate, args.seconds)
+    publish_joint_states(args.rate, args.seconds, args.realtime_priority, args.cpus)
     return 0
 
 
