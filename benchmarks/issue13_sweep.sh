@@ -10,7 +10,13 @@ bench=".venv/bin/cgrpo bench --jobs 1 --out benchmarks/results/compare"
 tasks=(HalfCheetah-v5 Hopper-v5 Walker2d-v5)
 case "${1:-}" in
 cgrpo)
-    # The learned value baseline (config/cgrpo/value.yaml): the strongest CGRPO row, first.
+    # The value baseline at init_log_std -1 (config/cgrpo/value_midnoise.yaml): the strongest
+    # CGRPO row (it learns Hopper, where -2 stalls), first.
+    $bench --tasks Hopper-v5 Walker2d-v5 HalfCheetah-v5 --budget 1000000 \
+        --methods cgrpo-value-midnoise --seeds 0
+    $bench --tasks Walker2d-v5 Hopper-v5 HalfCheetah-v5 --budget 1000000 \
+        --methods cgrpo-value-midnoise --seeds 1 2
+    # The learned value baseline at init_log_std -2 (config/cgrpo/value.yaml).
     $bench --tasks Walker2d-v5 HalfCheetah-v5 Hopper-v5 --budget 1000000 --methods cgrpo-value \
         --seeds 0
     $bench --tasks Walker2d-v5 HalfCheetah-v5 Hopper-v5 --budget 1000000 --methods cgrpo-value \

@@ -36,6 +36,7 @@ CGRPO_METHODS: dict[str, tuple[str, str | dict[str, Any]]] = {
     "cgrpo-group": ("full", "cgrpo/group.yaml"),
     "cgrpo-lownoise": ("full", "cgrpo/lownoise.yaml"),
     "cgrpo-value": ("full", "cgrpo/value.yaml"),
+    "cgrpo-value-midnoise": ("full", "cgrpo/value_midnoise.yaml"),
     "cgrpo-full-no-adaptive-clip": ("full", {"adaptive_clip": False}),
     "cgrpo-full-no-smoothness": ("full", {"smoothness_coef": 0.0}),
     "cgrpo-full-no-diversity": ("full", {"diversity_coef": 0.0}),

@@ -133,7 +133,12 @@ def test_every_cgrpo_method_builds_a_valid_configuration(method: str) -> None:
         assert config.group_size == 4 and config.group_horizon == 64
     if method in ("cgrpo-group", "cgrpo-lownoise"):
         assert config.init_log_std == -2.0
-    assert config.value_baseline == (method == "cgrpo-value")
+    assert config.value_baseline == method.startswith("cgrpo-value")
+    if method == "cgrpo-value-midnoise":  # cgrpo-value with init_log_std -1 instead of -2
+        value_variant, value_overrides = cgrpo_method_config("cgrpo-value")
+        value = CGRPOConfig.for_variant(value_variant, **value_overrides).to_dict()  # type: ignore[arg-type]
+        changed = {k for k, v in config.to_dict().items() if value[k] != v}
+        assert changed == {"init_log_std"} and config.init_log_std == -1.0
     if method.startswith("cgrpo-full-no-"):  # each ablation switches exactly one term off
         full = CGRPOConfig.for_variant("full").to_dict()
         changed = {k for k, v in config.to_dict().items() if full[k] != v}
