@@ -229,8 +229,9 @@ def test_total_loss_eq12_by_hand() -> None:
     (Eq. 8-9), the entropy bonus, smoothness over in-episode pairs (Eq. 10), the KL to the
     reference, and the diversity of the two groups' behaviour on the shared states (Eq. 11)."""
     from cgrpo_ros.core.buffers import RolloutBatch
-    from cgrpo_ros.core.cgrpo import CGRPO, _UpdateData
+    from cgrpo_ros.core.cgrpo import CGRPO
     from cgrpo_ros.core.config import CGRPOConfig
+    from cgrpo_ros.core.minibatch import UpdateData
 
     config = CGRPOConfig.for_variant(
         "full", num_policies=2, num_groups=2, seed=0, hidden_sizes=(3,), minibatch_size=8,
@@ -253,7 +254,7 @@ def test_total_loss_eq12_by_hand() -> None:
         for d in dones
     ]
     advantages = [np.array([1.0, -2.0, 0.5, 3.0]), np.array([-1.0, 0.3, 2.0, -0.7])]
-    data = _UpdateData.build(algo.policies, batches, advantages, algo.reference)
+    data = UpdateData.build(algo.policies, batches, advantages, algo.reference)
     with torch.no_grad():  # the policies move after the old log-probabilities were taken
         algo.policies[0].mean_net[-1].bias.add_(0.4)
         algo.policies[1].mean_net[-1].bias.add_(0.7)
