@@ -1,11 +1,14 @@
 """Seconds per CGRPO update (Algorithm 1 lines 9-33) on fixed HalfCheetah batches.
 
     .venv/bin/python benchmarks/update_speed.py [--variant full] [--repeats 5] [--threads 1]
+        [--autograd]
 
 Collects one batch per policy (2 x 2048 steps, seed 0) once, then times `CGRPO.update` on
 copies of the same fresh algorithm state `--repeats` times and prints the fastest and the
 median, with the split into k-means, DBSCAN and gradient steps. Used to measure each
-speed-up of issue 14 in isolation from collection and DDS (docs/benchmarks.md).
+speed-up of issue 14 in isolation from collection and DDS (docs/benchmarks.md). `--autograd`
+times the gradient by autograd on `_total_loss` instead of `eq12_gradients` (the hand-written
+gradient, the default) in the same run, for the before/after of that change.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the trainer uses 1)")
+    parser.add_argument(
+        "--autograd", action="store_true", help="also time the autograd gradient (before)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -51,22 +57,26 @@ def main() -> None:
             )
 
         batches.append(collector.collect(act, args.steps))
-    timings = []
-    for _ in range(args.repeats):
-        fresh = copy.deepcopy(algo)
-        started = time.perf_counter()
-        metrics = fresh.update(batches)
-        total = time.perf_counter() - started
-        timings.append(
-            (total, metrics.kmeans_seconds, metrics.dbscan_seconds, metrics.update_seconds)
+    for analytic in [False, True] if args.autograd else [True]:
+        timings = []
+        for _ in range(args.repeats):
+            fresh = copy.deepcopy(algo)
+            fresh.analytic_gradients = analytic
+            started = time.perf_counter()
+            metrics = fresh.update(batches)
+            total = time.perf_counter() - started
+            timings.append(
+                (total, metrics.kmeans_seconds, metrics.dbscan_seconds, metrics.update_seconds)
+            )
+        best = min(timings)
+        print(
+            f"variant={args.variant} gradient={'by hand' if analytic else 'autograd'} "
+            f"threads={torch.get_num_threads()} steps={args.steps}x2 "
+            f"load={os.getloadavg()[0]:.2f}\n"
+            f"update s: best {best[0]:.3f} median {statistics.median(t[0] for t in timings):.3f} "
+            f"(best run: k-means {best[1]:.3f}, DBSCAN {best[2]:.3f}, "
+            f"gradient steps {best[3]:.3f})"
         )
-    best = min(timings)
-    print(
-        f"variant={args.variant} threads={torch.get_num_threads()} steps={args.steps}x2 "
-        f"load={os.getloadavg()[0]:.2f}\n"
-        f"update s: best {best[0]:.3f} median {statistics.median(t[0] for t in timings):.3f} "
-        f"(best run: k-means {best[1]:.3f}, DBSCAN {best[2]:.3f}, gradient steps {best[3]:.3f})"
-    )
 
 
 if __name__ == "__main__":

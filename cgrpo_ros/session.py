@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -46,6 +47,11 @@ CHECKPOINT_NAME = "latest.ckpt"
 PREVIOUS_CHECKPOINT_NAME = "previous.ckpt"
 
 
+def all_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
 class TrainingSession:
     """Owns the CGRPO state of one run and everything it writes into the run directory."""
 
@@ -59,6 +65,7 @@ class TrainingSession:
         checkpoint_every: int = 10,
         tensorboard: bool = True,
         signer: SigningKey | None = None,
+        cluster_threads: int = 1,
     ) -> None:
         self.task = task
         # Signs every policy artifact this run writes or publishes (issue 18); None: unsigned.
@@ -85,6 +92,9 @@ class TrainingSession:
         self.resumed_from: Path | None = None
         if resume:
             self._resume()
+        # Threads for Eq. 7's neighbour search (CGRPO.cluster_threads): all_cores() where this
+        # process owns the machine while it clusters (`cgrpo train`, the learner).
+        self.algo.cluster_threads = cluster_threads
         self.config = self.algo.config
         self.logger = RunLogger(self.run_dir, self.config.num_policies, tensorboard=tensorboard)
         self.started = time.perf_counter() - self.wall_offset
@@ -336,6 +346,7 @@ def train_single_process(
     progress: Callable[[int, IterationMetrics, TrainingSession], None] | None = None,
     checkpoint_every: int = 10,
     signer: SigningKey | None = None,
+    cluster_threads: int = 1,
 ) -> dict[str, Any]:
     """Algorithm 1 in one process: every policy acts through its own ONNX artifact.
 
@@ -350,6 +361,7 @@ def train_single_process(
         resume=resume,
         checkpoint_every=checkpoint_every,
         signer=signer,
+        cluster_threads=cluster_threads,
     )
     n = session.config.num_policies
     seed = session.config.seed

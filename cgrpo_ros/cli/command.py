@@ -28,7 +28,7 @@ from cgrpo_ros.run_logging import default_run_dir
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from cgrpo_ros.session import train_single_process
+    from cgrpo_ros.session import all_cores, train_single_process
 
     shape = RunShape.from_flags(args)
     check_positive("--checkpoint-every", args.checkpoint_every)
@@ -55,6 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=progress,
         checkpoint_every=args.checkpoint_every,
         signer=signer,
+        cluster_threads=all_cores(),
     )
     bar.close()
     print_summary(run_dir, summary)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from cgrpo_ros.core.advantages import (
@@ -121,6 +122,11 @@ class CGRPO:
         # How the gradient of Eq. 12 is computed: in closed form (eq12_gradients), or by
         # autograd on _total_loss when False. Same objective; the tests compare the two.
         self.analytic_gradients = True
+        # OpenMP threads for Eq. 7's neighbour searches (scikit-learn). The learner and
+        # `cgrpo train` own the machine while they cluster (the workers wait for the new
+        # policies), so they give it every core. The labels do not depend on it: scikit-learn
+        # splits the search in fixed chunks (test_core_behaviour.py).
+        self.cluster_threads = 1
         # Our option (value_baseline): a critic V(s) that replaces Eq. 6's cluster-mean
         # baseline. It belongs to the learner only; workers never receive it. Built after the
         # policies, so with the option off nothing here draws from the RNG.
@@ -206,15 +212,16 @@ class CGRPO:
             labels = np.zeros(len(all_returns), dtype=np.int64)
             metrics.num_state_clusters = 0
         elif cfg.use_state_clusters and not cfg.linear_baseline:
-            clusters = state_clusters(
-                np.concatenate([b.obs for b in batches]),
-                eps=cfg.dbscan_eps,
-                min_samples=cfg.dbscan_min_samples,
-                eps_quantile=cfg.dbscan_eps_quantile,
-                max_points=cfg.dbscan_max_points,
-                rng=self.rng,
-                project_dims=cfg.dbscan_project_dims,
-            )
+            with threadpool_limits(self.cluster_threads, user_api="openmp"):
+                clusters = state_clusters(
+                    np.concatenate([b.obs for b in batches]),
+                    eps=cfg.dbscan_eps,
+                    min_samples=cfg.dbscan_min_samples,
+                    eps_quantile=cfg.dbscan_eps_quantile,
+                    max_points=cfg.dbscan_max_points,
+                    rng=self.rng,
+                    project_dims=cfg.dbscan_project_dims,
+                )
             labels = clusters.labels
             metrics.num_state_clusters = clusters.num_clusters
             metrics.state_noise_fraction = clusters.noise_fraction

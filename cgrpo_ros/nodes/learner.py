@@ -107,7 +107,7 @@ class LearnerNode(Node):
     def __init__(self, stop: StopFlag, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         from cgrpo_ros.run_logging import default_run_dir
-        from cgrpo_ros.session import TrainingSession
+        from cgrpo_ros.session import TrainingSession, all_cores
         from cgrpo_ros.tasks import TaskSpec
 
         self.stop = stop
@@ -133,6 +133,7 @@ class LearnerNode(Node):
                 resume=p["resume"],
                 checkpoint_every=p["checkpoint_every"],
                 signer=signer,
+                cluster_threads=all_cores(),  # the workers wait while the learner clusters
             )
         except ValueError as err:  # RunDirectoryError, CheckpointError: say what to change
             raise ParameterError(f"parameters 'run_dir'/'resume': {err}") from None

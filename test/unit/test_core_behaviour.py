@@ -246,3 +246,29 @@ def test_policy_initial_action_sets_the_mean_and_rejects_a_wrong_length() -> Non
     assert torch.allclose(mean, torch.tensor([home] * 5), atol=0.05)
     with pytest.raises(ValueError, match="initial_action has 2 entries; allowed: act_dim=3"):
         GaussianPolicy(4, 3, [8], -0.5, initial_action=[0.0, 1.0])
+
+
+def test_state_clusters_do_not_depend_on_the_thread_count() -> None:
+    """CGRPO.cluster_threads only speeds up Eq. 7: the same eps, labels and update with one
+    OpenMP thread or two (scikit-learn splits the neighbour search in fixed chunks)."""
+    from threadpoolctl import threadpool_limits
+
+    from cgrpo_ros.core.advantages import state_clusters
+    from cgrpo_ros.testing.batches import synthetic_batch
+
+    states = np.random.default_rng(0).standard_normal((3000, 17)).cumsum(axis=0)
+    settings = dict(eps=None, min_samples=None, eps_quantile=0.5, max_points=8192)
+    found = []
+    for threads in (1, 2):
+        with threadpool_limits(threads, user_api="openmp"):
+            found.append(state_clusters(states, rng=np.random.default_rng(1), **settings))
+    assert found[0].eps == found[1].eps and found[0].num_clusters > 1
+    np.testing.assert_array_equal(found[0].labels, found[1].labels)
+
+    batches = [synthetic_batch(600, OBS_DIM, ACT_DIM, seed=i, episode_steps=200) for i in range(3)]
+    one, two = CGRPO(small_config(), OBS_DIM, ACT_DIM), CGRPO(small_config(), OBS_DIM, ACT_DIM)
+    two.cluster_threads = 2
+    metrics = [algo.update(batches) for algo in (one, two)]
+    assert metrics[0].dbscan_eps == metrics[1].dbscan_eps
+    for a, b in zip(params_of(one), params_of(two), strict=True):
+        np.testing.assert_array_equal(a, b)
