@@ -378,6 +378,7 @@ class CGRPO:
         sums = torch.zeros(len(_LOSS_STATS), n)
         diversity_total, count = torch.zeros(()), 0
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + self.iteration)
+        terms = Eq12Terms.from_config(cfg)
         for _epoch in range(cfg.epochs):
             perms = [torch.randperm(t, generator=generator) for t in steps]
             epoch = data.epoch(
@@ -389,7 +390,7 @@ class CGRPO:
             )
             for minibatch in epoch:
                 stats, diversity = self._gradients(
-                    minibatch, epsilon, members if use_diversity else None
+                    minibatch, epsilon, members if use_diversity else None, terms
                 )
                 diversity_total += diversity.detach()
                 stepping = []
@@ -412,24 +413,21 @@ class CGRPO:
         return _UpdateStats(**per_policy, diversity=float(diversity_total) / max(count, 1))
 
     def _gradients(
-        self, minibatch: Minibatch, epsilon: torch.Tensor, members: list[list[int]] | None
+        self,
+        minibatch: Minibatch,
+        epsilon: torch.Tensor,
+        members: list[list[int]] | None,
+        terms: Eq12Terms,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Every policy parameter's `.grad` = d L_total / d parameter on `minibatch` (Eq. 12);
         returns the diagnostics [5, N] and Eq. 11's penalty.
 
-        By hand (`eq12_gradients`, ~3x faster at these sizes) unless `analytic_gradients` is
-        off; then by autograd on `_total_loss`, the objective's readable definition, which the
-        tests hold the hand-written gradient to.
+        By hand (`eq12_gradients`; an update's gradient steps ~1.5x faster at the paper's
+        sizes, docs/benchmarks.md) unless `analytic_gradients` is off; then by autograd on
+        `_total_loss`, the objective's readable definition, which the tests hold the
+        hand-written gradient to.
         """
         if self.analytic_gradients:
-            cfg = self.config
-            terms = Eq12Terms(
-                entropy_coef=cfg.entropy_coef,
-                smoothness_coef=cfg.smoothness_coef,
-                reference_coef=cfg.reference_coef if cfg.use_reference else 0.0,
-                diversity_coef=cfg.diversity_coef,
-                diversity_tau=cfg.diversity_tau,
-            )
             return eq12_gradients(self.policies, minibatch, epsilon, members, terms)
         total, stats, diversity = self._total_loss(minibatch, epsilon, members)
         for optimizer in self.optimizers:

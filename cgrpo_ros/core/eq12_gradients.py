@@ -5,7 +5,8 @@ from `losses.py` and differentiated by autograd. At the paper's sizes (64x64 net
 minibatches of 64) autograd spends most of a gradient step on per-operation bookkeeping,
 not arithmetic: recording ~100 graph nodes and walking them back. This module computes the
 same gradient in closed form, term by term, and back-propagates it through the tanh MLP
-with one batched matmul per layer and parameter, about a third of the operations.
+with one batched matmul per layer and parameter: far fewer operations, and an update's
+gradient steps ~1.5x faster (docs/benchmarks.md).
 
 It is the same objective, not an approximation: `test_eq12_gradients.py` checks every
 parameter's gradient and every diagnostic against autograd on `_total_loss`, with padding,
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cgrpo_ros.core.config import CGRPOConfig
 from cgrpo_ros.core.minibatch import Minibatch
 from cgrpo_ros.core.policy import GaussianPolicy
 
@@ -50,6 +52,16 @@ class Eq12Terms:
     reference_coef: float  # 0: no KL to the reference policy
     diversity_coef: float
     diversity_tau: float
+
+    @staticmethod
+    def from_config(cfg: CGRPOConfig) -> Eq12Terms:
+        return Eq12Terms(
+            entropy_coef=cfg.entropy_coef,
+            smoothness_coef=cfg.smoothness_coef,
+            reference_coef=cfg.reference_coef if cfg.use_reference else 0.0,
+            diversity_coef=cfg.diversity_coef,
+            diversity_tau=cfg.diversity_tau,
+        )
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ import torch
 
 from cgrpo_ros.core.cgrpo import CGRPO
 from cgrpo_ros.core.config import CGRPOConfig
+from cgrpo_ros.core.eq12_gradients import Eq12Terms
 from cgrpo_ros.core.minibatch import UpdateData
 from cgrpo_ros.testing.batches import synthetic_batch
 
@@ -78,7 +79,8 @@ def _epoch(algo: CGRPO, sizes: list[int], with_probe: bool):  # type: ignore[no-
 
 def _gradients(algo: CGRPO, analytic: bool, *args: object) -> tuple[list[torch.Tensor], ...]:
     algo.analytic_gradients = analytic
-    stats, diversity = algo._gradients(*args)  # type: ignore[arg-type]
+    terms = Eq12Terms.from_config(algo.config)
+    stats, diversity = algo._gradients(*args, terms)  # type: ignore[arg-type]
     grads = [p.grad.clone() for policy in algo.policies for p in policy.parameters()]  # type: ignore[union-attr]
     return grads, stats.detach(), diversity.detach()
 
