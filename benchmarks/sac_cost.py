@@ -26,6 +26,7 @@ def main() -> None:
     from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.callbacks import BaseCallback
 
+    from cgrpo_ros.cli.bench import silent_sb3_logger
     from cgrpo_ros.tasks import make_env
 
     torch.set_num_threads(1)
@@ -40,6 +41,7 @@ def main() -> None:
                 marks["t0"] = time.perf_counter()
             return True
 
+    model.set_logger(silent_sb3_logger())
     model.learn(total_timesteps=start + args.steps, callback=Clock())
     elapsed = time.perf_counter() - marks["t0"]
     print(

@@ -182,6 +182,14 @@ def run_cgrpo(spec: RunSpec, out: Path) -> tuple[Any, list[Any], list[list[Any]]
     return policy.deterministic_action, curve, per_policy, int(summary["env_steps"])
 
 
+def silent_sb3_logger() -> Any:
+    """A logger with no outputs for an SB3 model. Without one, every `learn()` at verbose=0
+    makes an empty /tmp/SB3-<date> folder (SB3's `configure(None, [""])`) and leaves it."""
+    from stable_baselines3.common.logger import Logger
+
+    return Logger(folder=None, output_formats=[])
+
+
 def run_sb3(spec: RunSpec) -> tuple[Any, list[Any], int]:
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.callbacks import BaseCallback
@@ -202,6 +210,7 @@ def run_sb3(spec: RunSpec) -> tuple[Any, list[Any], int]:
                     curve.append((self.num_timesteps, float(np.mean(recent))))
             return True
 
+    model.set_logger(silent_sb3_logger())
     model.learn(total_timesteps=spec.budget_steps, callback=RecordReturns())
 
     def act(obs: Any) -> Any:
@@ -321,6 +330,7 @@ def train_sb3_zoo(spec: RunSpec) -> tuple[Any, Any, list[tuple[int, float]]]:
                     curve.append((self.num_timesteps, float(np.mean(returns[-10:]))))
             return True
 
+    model.set_logger(silent_sb3_logger())
     model.learn(total_timesteps=spec.budget_steps, callback=RecordReturns())
     return model, vec_normalize, curve
 

@@ -15,6 +15,7 @@ from cgrpo_ros.cli.bench import (
     cgrpo_method_config,
     evaluate_policy,
     frozen_act,
+    run_sb3,
     steps_to_fraction,
     train_sb3_zoo,
     zoo_hyperparameters,
@@ -148,3 +149,16 @@ def test_every_cgrpo_method_builds_a_valid_configuration(method: str) -> None:
 def test_unknown_cgrpo_method_config_is_refused() -> None:
     with pytest.raises(ValueError, match="'cgrpo-turbo' is not a CGRPO method"):
         cgrpo_method_config("cgrpo-turbo")
+
+
+def test_sb3_runs_leave_no_folder_in_the_temp_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SB3's default logger makes /tmp/SB3-<date> on every learn() and never removes it.
+    import tempfile
+
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    run_sb3(RunSpec("ppo", "InvertedPendulum-v5", 0, 64, quick=True))
+    train_sb3_zoo(RunSpec("trpo", "InvertedPendulum-v5", 0, 64, quick=True))
+    assert sorted(p.name for p in tmp_path.glob("SB3-*")) == []
