@@ -19,6 +19,7 @@ from cgrpo_ros.testing.ros_processes import (
 from cgrpo_ros.testing.ros_processes import (
     node_argv as shared_node_argv,
 )
+from cgrpo_ros.testing.run_files import missing_final_files
 
 pytest.importorskip("rclpy")
 pytestmark = pytest.mark.integration
@@ -68,6 +69,7 @@ def test_ros_robot_worker_trains_on_the_sim_bridge(tmp_path: Path) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["task"] == "cgrpo_ros/Arm7Reach-v0" and summary["iterations"] == 2
     assert summary["env_steps"] == 2 * 2 * steps
+    assert missing_final_files(run_dir, num_policies=2) == []
     # Whole 100-step episodes were scored: progress rewards, bounded by the workspace size.
     returns = summary["final_return_per_policy"]
     assert all(r is not None and -200.0 < r < 50.0 for r in returns), summary

@@ -36,9 +36,11 @@ from launch.actions import GroupAction, IncludeLaunchDescription, SetEnvironment
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 from cgrpo_ros.testing.ros_processes import unique_domain_id
+from cgrpo_ros.testing.run_files import missing_final_files
 
 UPDATE_TIMEOUT_S = 180.0
 ITERATIONS = 50
+NUM_POLICIES = 2
 _SCRATCH: list[tempfile.TemporaryDirectory[str]] = []  # removed in the shutdown tests' teardown
 
 
@@ -55,7 +57,7 @@ def generate_test_description() -> tuple[LaunchDescription, dict[str, object]]:
         launch_arguments={
             "env_id": "InvertedPendulum-v5",
             "num_workers": "2",
-            "num_policies": "2",
+            "num_policies": str(NUM_POLICIES),
             "num_groups": "2",
             # Long enough that the launch is still up when the active test has seen an update;
             # launch_testing then stops it and the learner writes its final files.
@@ -102,6 +104,4 @@ class TestTrainSimShutdown(unittest.TestCase):
 
     def test_learner_wrote_its_final_files(self, run_dir: Path) -> None:
         # Stopped by launch_testing (SIGINT): the learner still writes checkpoint + summary.
-        self.assertTrue((run_dir / "summary.json").is_file())
-        self.assertTrue((run_dir / "checkpoints" / "latest.ckpt").is_file())
-        self.assertTrue((run_dir / "policy_0.onnx").is_file())
+        self.assertEqual(missing_final_files(run_dir, NUM_POLICIES), [])

@@ -7,8 +7,8 @@ elsewhere. In a sourced workspace (pytest 8.x: launch_testing's plugin does not 
 The test takes no launch arguments of its own. It includes the launch file from the installed
 share (ament_index) with its default parameter file (share/cgrpo_ros/config/
 train_sim_robot.yaml): sim_bridge in lockstep, one rollout_worker driving the simulated arm
-over /joint_states and the position controller topic, the learner; it overrides iterations,
-steps_per_iteration and run_dir (a temporary folder, removed at the end).
+over /joint_states and the position controller topic, the learner; it overrides num_policies,
+iterations, steps_per_iteration and run_dir (a temporary folder, removed at the end).
 test/integration/test_ros_robot_worker.py runs the same nodes with the same parameter file in CI.
 """
 
@@ -37,9 +37,11 @@ from launch.actions import GroupAction, IncludeLaunchDescription, SetEnvironment
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 from cgrpo_ros.testing.ros_processes import unique_domain_id
+from cgrpo_ros.testing.run_files import missing_final_files
 
 UPDATE_TIMEOUT_S = 180.0
 ITERATIONS = 50
+NUM_POLICIES = 2
 _SCRATCH: list[tempfile.TemporaryDirectory[str]] = []  # removed in the shutdown tests' teardown
 
 
@@ -56,6 +58,7 @@ def generate_test_description() -> tuple[LaunchDescription, dict[str, object]]:
         launch_arguments={
             # Long enough that the launch is still up when the active test has seen an update;
             # launch_testing then stops it and the learner writes its final files.
+            "num_policies": str(NUM_POLICIES),
             "iterations": str(ITERATIONS),
             "steps_per_iteration": "200",  # two of the reach task's 100-step episodes
             "run_dir": str(run_dir),
@@ -99,6 +102,4 @@ class TestTrainSimRobotShutdown(unittest.TestCase):
 
     def test_learner_wrote_its_final_files(self, run_dir: Path) -> None:
         # Stopped by launch_testing (SIGINT): the learner still writes checkpoint + summary.
-        self.assertTrue((run_dir / "summary.json").is_file())
-        self.assertTrue((run_dir / "checkpoints" / "latest.ckpt").is_file())
-        self.assertTrue((run_dir / "policy_0.onnx").is_file())
+        self.assertEqual(missing_final_files(run_dir, NUM_POLICIES), [])
