@@ -3,6 +3,7 @@
 # first (seed 0 of every task at 1M), then the ablation, then more seeds. Resumable: a finished
 # run's JSON file is skipped; a run cut short starts again from scratch.
 #   bash benchmarks/issue13_sweep.sh cgrpo &  bash benchmarks/issue13_sweep.sh baselines &
+#   bash benchmarks/issue13_sweep.sh ant        # after those (Ant-v5 at 1M, ~25-60 min a run)
 #   .venv/bin/cgrpo bench --report docs
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,8 +50,14 @@ baselines)
     $bench --tasks Hopper-v5 Walker2d-v5 --budget 1000000 --methods ppo --seeds 0 1 2
     $bench --tasks "${tasks[@]}" --budget 1000000 --methods trpo --seeds 1 2
     ;;
+ant)
+    # "Ant-v5 at 1M where time allows": the best CGRPO row against the tuned baselines.
+    $bench --tasks Ant-v5 --budget 1000000 --methods cgrpo-value-midnoise ppo-tuned --seeds 0
+    $bench --tasks Ant-v5 --budget 1000000 --methods trpo cgrpo-full --seeds 0
+    $bench --tasks Ant-v5 --budget 1000000 --methods cgrpo-value-midnoise ppo-tuned --seeds 1 2
+    ;;
 *)
-    echo "usage: $0 cgrpo|baselines   (one lane per core)" >&2
+    echo "usage: $0 cgrpo|baselines|ant   (one lane per core)" >&2
     exit 2
     ;;
 esac

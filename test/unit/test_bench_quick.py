@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 from cgrpo_ros.cli import main as cgrpo_main
 from cgrpo_ros.cli.bench import (
     CGRPO_METHODS,
+    METHODS,
+    ZOO_METHODS,
     RunSpec,
     cgrpo_method_config,
     evaluate_policy,
@@ -162,3 +165,34 @@ def test_sb3_runs_leave_no_folder_in_the_temp_dir(
     run_sb3(RunSpec("ppo", "InvertedPendulum-v5", 0, 64, quick=True))
     train_sb3_zoo(RunSpec("trpo", "InvertedPendulum-v5", 0, 64, quick=True))
     assert sorted(p.name for p in tmp_path.glob("SB3-*")) == []
+
+
+def _flag_values(tokens: list[str], flag: str) -> list[str]:
+    """The values after `flag` up to the next --option, in a tokenised command line."""
+    start = tokens.index(flag) + 1
+    values = []
+    for token in tokens[start:]:
+        if token.startswith("--"):
+            break
+        values.append(token.strip('"'))
+    return values
+
+
+def test_the_sweep_script_names_only_known_methods_and_tasks() -> None:
+    # A typo there would surface hours into a resumable sweep, not here.
+    script = (Path(__file__).resolve().parents[2] / "benchmarks" / "issue13_sweep.sh").read_text()
+    tasks_line = re.search(r"^tasks=\((.*)\)$", script, re.MULTILINE)
+    assert tasks_line is not None
+    variables = {"${tasks[@]}": tasks_line.group(1).split(), "$task": tasks_line.group(1).split()}
+    runs = [line.split() for line in re.findall(r"\$bench ([^\n]+)", script.replace("\\\n", " "))]
+    assert len(runs) > 10
+    for tokens in runs:
+        methods = _flag_values(tokens, "--methods")
+        tasks = [t for task in _flag_values(tokens, "--tasks") for t in variables.get(task, [task])]
+        assert methods and tasks, tokens
+        for method in methods:
+            assert method in METHODS, f"{method!r} in {tokens}"
+        for task in tasks:
+            assert task.endswith("-v5"), f"{task!r} in {tokens}"
+            for method in set(methods) & set(ZOO_METHODS):
+                zoo_hyperparameters(method, task)  # raises if the zoo file has no entry
