@@ -271,14 +271,25 @@ def test_learner_sigkill_during_update_and_during_checkpoint_write(
                     assert name == "previous.ckpt", name
                 leftovers = set(_partial_checkpoints(run_dir))
                 logs.append(process_output(learners[-1]))
+                # The killed learner may have said iteration k + 1 before its checkpoint write:
+                # only the resumed learner's statuses count.
+                probe.spin(0.1)
+                probe.learner_status.clear()
                 learners.append(start_learner(resume=True))
                 assert probe.wait_status(lambda s, k=k: s.get("iteration", 0) > k), process_output(
                     learners[-1]
                 )
                 recovered_write_s = time.monotonic() - killed
-                # The resume removed the killed write's file (a .tmp present now can only be
-                # the resumed learner's own write in progress: a CI flake before this check).
-                assert not leftovers & set(_partial_checkpoints(run_dir))
+
+                # The resume removed the killed write's file (mkstemp names: a .tmp of the
+                # resumed learner's own writes never has the same name).
+                def killed_write_removed(left: set[Path] = leftovers) -> bool:
+                    return not left & set(_partial_checkpoints(run_dir))
+
+                assert wait_for(killed_write_removed, 10.0, probe.spin), (
+                    leftovers,
+                    process_output(learners[-1]),
+                )
                 if in_write:
                     break
             assert in_write, "no SIGKILL landed inside a checkpoint write in 3 tries"
